@@ -1,0 +1,3 @@
+"""Dockyard: a Docker-compatible container engine in Python, with no daemon."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Building images from a Dockerfile: parsing (``dockerfile``) and shell-word expansion (``shell``)."""

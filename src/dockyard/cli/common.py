@@ -1,0 +1,35 @@
+"""Pieces every command uses: the argument parser with Docker's error style, the engine."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from dockyard.engine import Engine
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with Docker's wording and exit status (125) for flag errors."""
+
+    def __init__(self, name: str, usage: str, description: str) -> None:
+        super().__init__(prog=f"dockyard {name}", usage=f"dockyard {name} {usage}", description=description,
+                         allow_abbrev=False)
+        self._name = name
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"dockyard {self._name}: {message}\nSee 'dockyard {self._name} --help'.\n")
+        raise SystemExit(125)
+
+
+def engine() -> Engine:
+    from dockyard.engine import Engine
+
+    return Engine()
+
+
+def print_json(obj: object) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(obj, indent=4) + "\n")

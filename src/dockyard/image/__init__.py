@@ -1,0 +1,1 @@
+"""OCI objects: references, manifests, indexes, configs, media types, archives."""

@@ -1,0 +1,1 @@
+"""Content store, metadata database, layers and snapshots."""

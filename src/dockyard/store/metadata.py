@@ -1,0 +1,308 @@
+"""The metadata database: what an image, tag, layer, container or cache entry *is*.
+
+SQLite in WAL mode; every change is one ``BEGIN IMMEDIATE`` transaction so that two commands at
+once serialise instead of interleaving. The schema is written down here with a version number;
+``MIGRATIONS[i]`` takes a database from version ``i`` to ``i + 1``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from dockyard.image.oci import ImageRecord
+
+MIGRATIONS: list[str] = [
+    # 0 -> 1: images, tags, layers, containers, build cache
+    """
+    CREATE TABLE images (
+        id TEXT PRIMARY KEY,                -- sha256 of the config bytes (Docker's image ID)
+        config_digest TEXT NOT NULL,
+        manifest_digest TEXT,               -- the manifest the image was pulled/made with
+        manifest_media_type TEXT,
+        created TEXT,                       -- config.created (RFC 3339)
+        size INTEGER NOT NULL,              -- unpacked size of all layers, as `docker images` shows
+        added_at REAL NOT NULL,
+        parent TEXT                         -- the image it was built/committed from (local only)
+    );
+    CREATE TABLE image_layers (
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        chain_id TEXT NOT NULL,
+        blob_digest TEXT NOT NULL,          -- the layer blob as stored (compressed or not)
+        blob_media_type TEXT NOT NULL,
+        blob_size INTEGER NOT NULL,
+        PRIMARY KEY (image_id, idx)
+    );
+    CREATE TABLE tags (
+        name TEXT PRIMARY KEY,              -- normalised `domain/path:tag`
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
+    );
+    CREATE TABLE repo_digests (
+        name TEXT NOT NULL,                 -- normalised `domain/path@sha256:...`
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        PRIMARY KEY (name)
+    );
+    CREATE TABLE layers (
+        chain_id TEXT PRIMARY KEY,
+        diff_id TEXT NOT NULL,
+        parent TEXT,                        -- parent chain id
+        size INTEGER NOT NULL,              -- unpacked size of this layer's own files
+        dir TEXT NOT NULL,                  -- directory name under layers/
+        created REAL NOT NULL
+    );
+    CREATE TABLE containers (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        image_id TEXT NOT NULL,
+        image_ref TEXT NOT NULL,            -- what the user typed, as `docker ps` shows it
+        created REAL NOT NULL,
+        config TEXT NOT NULL,               -- JSON: run options, spec inputs, labels
+        state TEXT NOT NULL                 -- JSON: status, pid, exit code, started/finished times
+    );
+    CREATE TABLE build_cache (
+        key TEXT PRIMARY KEY,
+        image_id TEXT NOT NULL,
+        created REAL NOT NULL
+    );
+    """,
+]
+
+
+class MetadataDB:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None,
+                                    check_same_thread=False)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA busy_timeout = 30000")
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version < len(MIGRATIONS):
+            self._migrate()
+
+    def _migrate(self) -> None:
+        mode = self.conn.execute("PRAGMA journal_mode").fetchone()[0]
+        if mode != "wal":
+            self.conn.execute("PRAGMA journal_mode = WAL")
+        with self.transaction():
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            for i in range(version, len(MIGRATIONS)):
+                for stmt in MIGRATIONS[i].split(";"):
+                    if stmt.strip():
+                        self.conn.execute(stmt)
+            self.conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # ---- images ---------------------------------------------------------------------------
+    def add_image(self, rec: ImageRecord, layers: list[tuple[str, str, str, int]],
+                  *, tags: list[str] = (), repo_digests: list[str] = (),  # type: ignore[assignment]
+                  parent: str | None = None) -> None:
+        """Insert (or refresh) an image with its layers and move ``tags`` to it, in one transaction.
+
+        ``layers`` are ``(chain_id, blob_digest, blob_media_type, blob_size)`` bottom to top.
+        """
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO images (id, config_digest, manifest_digest, manifest_media_type, created, size,"
+                " added_at, parent) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET"
+                " manifest_digest=COALESCE(excluded.manifest_digest, manifest_digest),"
+                " manifest_media_type=COALESCE(excluded.manifest_media_type, manifest_media_type)",
+                (rec.id, rec.config_digest, rec.manifest_digest, rec.manifest_media_type, rec.created,
+                 rec.size, rec.added_at, parent),
+            )
+            c.execute("DELETE FROM image_layers WHERE image_id=?", (rec.id,))
+            c.executemany(
+                "INSERT INTO image_layers (image_id, idx, chain_id, blob_digest, blob_media_type, blob_size)"
+                " VALUES (?,?,?,?,?,?)",
+                [(rec.id, i, *layer) for i, layer in enumerate(layers)],
+            )
+            for t in tags:
+                c.execute("INSERT INTO tags (name, image_id) VALUES (?,?) ON CONFLICT(name) DO UPDATE"
+                          " SET image_id=excluded.image_id", (t, rec.id))
+            for d in repo_digests:
+                c.execute("INSERT INTO repo_digests (name, image_id) VALUES (?,?) ON CONFLICT(name) DO UPDATE"
+                          " SET image_id=excluded.image_id", (d, rec.id))
+
+    def _record(self, row: sqlite3.Row) -> ImageRecord:
+        return ImageRecord(row["id"], row["config_digest"], row["manifest_digest"],
+                           row["manifest_media_type"], row["created"], row["size"], row["added_at"])
+
+    def images(self) -> list[ImageRecord]:
+        recs = {r["id"]: self._record(r) for r in self.conn.execute("SELECT * FROM images")}
+        for r in self.conn.execute("SELECT name, image_id FROM tags ORDER BY name"):
+            if r["image_id"] in recs:
+                recs[r["image_id"]].tags.append(r["name"])
+        for r in self.conn.execute("SELECT name, image_id FROM repo_digests ORDER BY name"):
+            if r["image_id"] in recs:
+                recs[r["image_id"]].repo_digests.append(r["name"])
+        return list(recs.values())
+
+    def image(self, image_id: str) -> ImageRecord | None:
+        row = self.conn.execute("SELECT * FROM images WHERE id=?", (image_id,)).fetchone()
+        if row is None:
+            return None
+        rec = self._record(row)
+        rec.tags = [r[0] for r in self.conn.execute(
+            "SELECT name FROM tags WHERE image_id=? ORDER BY name", (image_id,))]
+        rec.repo_digests = [r[0] for r in self.conn.execute(
+            "SELECT name FROM repo_digests WHERE image_id=? ORDER BY name", (image_id,))]
+        rec.chain = [r[0] for r in self.conn.execute(
+            "SELECT chain_id FROM image_layers WHERE image_id=? ORDER BY idx", (image_id,))]
+        return rec
+
+    def image_parent(self, image_id: str) -> str | None:
+        row = self.conn.execute("SELECT parent FROM images WHERE id=?", (image_id,)).fetchone()
+        return row[0] if row else None
+
+    def image_layers(self, image_id: str) -> list[sqlite3.Row]:
+        return list(self.conn.execute(
+            "SELECT * FROM image_layers WHERE image_id=? ORDER BY idx", (image_id,)))
+
+    def images_by_prefix(self, prefix: str) -> list[str]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT id FROM images WHERE id LIKE ?", ("sha256:" + prefix.removeprefix("sha256:") + "%",))]
+
+    def tag_target(self, name: str) -> str | None:
+        row = self.conn.execute("SELECT image_id FROM tags WHERE name=?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def digest_target(self, name: str) -> str | None:
+        row = self.conn.execute("SELECT image_id FROM repo_digests WHERE name=?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def set_tag(self, name: str, image_id: str) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT INTO tags (name, image_id) VALUES (?,?) ON CONFLICT(name) DO UPDATE"
+                      " SET image_id=excluded.image_id", (name, image_id))
+
+    def add_repo_digest(self, name: str, image_id: str) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT INTO repo_digests (name, image_id) VALUES (?,?) ON CONFLICT(name) DO UPDATE"
+                      " SET image_id=excluded.image_id", (name, image_id))
+
+    def remove_tag(self, name: str) -> None:
+        with self.transaction() as c:
+            c.execute("DELETE FROM tags WHERE name=?", (name,))
+
+    def remove_image(self, image_id: str) -> None:
+        with self.transaction() as c:
+            c.execute("DELETE FROM tags WHERE image_id=?", (image_id,))
+            c.execute("DELETE FROM repo_digests WHERE image_id=?", (image_id,))
+            c.execute("DELETE FROM image_layers WHERE image_id=?", (image_id,))
+            c.execute("DELETE FROM build_cache WHERE image_id=?", (image_id,))
+            c.execute("UPDATE images SET parent=NULL WHERE parent=?", (image_id,))
+            c.execute("DELETE FROM images WHERE id=?", (image_id,))
+
+    def children(self, image_id: str) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT id FROM images WHERE parent=?", (image_id,))]
+
+    # ---- layers ---------------------------------------------------------------------------
+    def layer(self, chain_id: str) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self.conn.execute(
+            "SELECT * FROM layers WHERE chain_id=?", (chain_id,)).fetchone()
+        return row
+
+    def add_layer(self, chain_id: str, diff_id: str, parent: str | None, size: int, dirname: str) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT OR IGNORE INTO layers (chain_id, diff_id, parent, size, dir, created)"
+                      " VALUES (?,?,?,?,?,?)", (chain_id, diff_id, parent, size, dirname, time.time()))
+
+    def layers(self) -> list[sqlite3.Row]:
+        return list(self.conn.execute("SELECT * FROM layers"))
+
+    def remove_layer(self, chain_id: str) -> None:
+        with self.transaction() as c:
+            c.execute("DELETE FROM layers WHERE chain_id=?", (chain_id,))
+
+    def referenced_chain_ids(self) -> set[str]:
+        """Every chain id an image or container still needs, parents included."""
+        direct = {r[0] for r in self.conn.execute("SELECT chain_id FROM image_layers")}
+        for r in self.conn.execute("SELECT config FROM containers"):
+            direct.update(json.loads(r[0]).get("chain", []))
+        return direct
+
+    def referenced_blobs(self) -> set[str]:
+        out: set[str] = set()
+        for r in self.conn.execute("SELECT config_digest, manifest_digest FROM images"):
+            out.add(r[0])
+            if r[1]:
+                out.add(r[1])
+        out.update(r[0] for r in self.conn.execute("SELECT blob_digest FROM image_layers"))
+        return out
+
+    # ---- containers -----------------------------------------------------------------------
+    def add_container(self, cid: str, name: str, image_id: str, image_ref: str, created: float,
+                      config: dict[str, Any], state: dict[str, Any]) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT INTO containers (id, name, image_id, image_ref, created, config, state)"
+                      " VALUES (?,?,?,?,?,?,?)",
+                      (cid, name, image_id, image_ref, created, json.dumps(config), json.dumps(state)))
+
+    def containers(self) -> list[sqlite3.Row]:
+        return list(self.conn.execute("SELECT * FROM containers ORDER BY created DESC"))
+
+    def container(self, cid: str) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self.conn.execute("SELECT * FROM containers WHERE id=?", (cid,)).fetchone()
+        return row
+
+    def container_by_name(self, name: str) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self.conn.execute(
+            "SELECT * FROM containers WHERE name=?", (name,)).fetchone()
+        return row
+
+    def containers_by_prefix(self, prefix: str) -> list[sqlite3.Row]:
+        return list(self.conn.execute("SELECT * FROM containers WHERE id LIKE ?", (prefix + "%",)))
+
+    def update_container_state(self, cid: str, **changes: Any) -> dict[str, Any]:
+        """Merge ``changes`` into a container's state JSON atomically; returns the new state."""
+        with self.transaction() as c:
+            row = c.execute("SELECT state FROM containers WHERE id=?", (cid,)).fetchone()
+            if row is None:
+                return {}
+            state = json.loads(row[0])
+            state.update(changes)
+            c.execute("UPDATE containers SET state=? WHERE id=?", (json.dumps(state), cid))
+            return state
+
+    def update_container(self, cid: str, **cols: Any) -> None:
+        sets = ", ".join(f"{k}=?" for k in cols)
+        vals = [json.dumps(v) if isinstance(v, dict) else v for v in cols.values()]
+        with self.transaction() as c:
+            c.execute(f"UPDATE containers SET {sets} WHERE id=?", (*vals, cid))
+
+    def remove_container(self, cid: str) -> None:
+        with self.transaction() as c:
+            c.execute("DELETE FROM containers WHERE id=?", (cid,))
+
+    def images_in_use(self) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT image_id FROM containers")}
+
+    # ---- build cache ----------------------------------------------------------------------
+    def cache_get(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT image_id FROM build_cache WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def cache_put(self, key: str, image_id: str) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT OR REPLACE INTO build_cache (key, image_id, created) VALUES (?,?,?)",
+                      (key, image_id, time.time()))

@@ -1,0 +1,130 @@
+"""Container filesystems: an overlay of the image's unpacked layers plus the container's own upper dir.
+
+Lifecycle (after containerd's snapshotter): ``prepare`` makes the upper/work dirs once, when the
+container is created; ``mount`` stacks them over the layers each time the container starts, and
+``unmount`` takes the stack down when it stops, leaving the upper dir (the container's changes)
+in place, so a stopped container keeps its files; ``remove`` deletes everything.
+
+Where overlayfs is not available (``DOCKYARD_SNAPSHOTTER=copy`` or a failed probe), the layers are
+copied, with their whiteouts applied, into the container's own directory once; its changes are then
+found by comparing against the layers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from dockyard.errors import RuntimeFailure
+
+MNT_DETACH = 2
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    base: Path          # containers/<id>/fs
+    lowers: list[Path]  # layer diff dirs, bottom first
+    driver: str         # "overlay" or "copy"
+
+    @property
+    def upper(self) -> Path:
+        return self.base / "upper"
+
+    @property
+    def work(self) -> Path:
+        return self.base / "work"
+
+    @property
+    def rootfs(self) -> Path:
+        return self.base / "merged"
+
+
+def _libc_mount(source: str, target: str, fstype: str, flags: int, data: str) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(source.encode(), target.encode(), fstype.encode(), flags, data.encode()) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), target)
+
+
+def _libc_umount(target: str, flags: int = 0) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.umount2(target.encode(), flags) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), target)
+
+
+def default_driver() -> str:
+    return os.environ.get("DOCKYARD_SNAPSHOTTER", "overlay")
+
+
+def prepare(base: Path, lowers: list[Path], driver: str | None = None) -> Snapshot:
+    driver = driver or default_driver()
+    snap = Snapshot(base, lowers, driver)
+    snap.upper.mkdir(parents=True, exist_ok=True)
+    snap.work.mkdir(parents=True, exist_ok=True)
+    snap.rootfs.mkdir(parents=True, exist_ok=True)
+    if driver == "copy":
+        # The flattened copy *is* the container's filesystem; "upper" holds it.
+        from dockyard.store import layers
+
+        for low in lowers:
+            layers.copy_layer_apply(low, snap.upper)
+    return snap
+
+
+def _overlay_options(snap: Snapshot) -> str:
+    lowers = [str(p) for p in reversed(snap.lowers)]
+    if not lowers:  # overlayfs needs a lower dir: an empty one will do
+        empty = snap.base / "empty"
+        empty.mkdir(exist_ok=True)
+        lowers = [str(empty)]
+    opts = f"lowerdir={':'.join(lowers)},upperdir={snap.upper},workdir={snap.work}"
+    if len(opts) > 4000:
+        raise RuntimeFailure("too many layers to mount in one overlay (the mount options exceed a page)")
+    return opts
+
+
+def mount(snap: Snapshot) -> Path:
+    if is_mounted(snap.rootfs):
+        return snap.rootfs
+    if snap.driver == "copy":
+        _libc_mount(str(snap.upper), str(snap.rootfs), "", 4096 | 16384, "")  # MS_BIND | MS_REC
+        return snap.rootfs
+    try:
+        _libc_mount("overlay", str(snap.rootfs), "overlay", 0, _overlay_options(snap) + ",index=off")
+    except OSError:
+        try:
+            _libc_mount("overlay", str(snap.rootfs), "overlay", 0, _overlay_options(snap))
+        except OSError as e:
+            raise RuntimeFailure(f"mounting the container's filesystem failed: {e.strerror}")
+    return snap.rootfs
+
+
+def is_mounted(path: Path) -> bool:
+    p = str(path)
+    try:
+        with open("/proc/self/mountinfo") as f:
+            return any(line.split()[4] == p for line in f)
+    except OSError:
+        return False
+
+
+def unmount(snap: Snapshot) -> None:
+    while is_mounted(snap.rootfs):
+        try:
+            _libc_umount(str(snap.rootfs), MNT_DETACH)
+        except OSError:
+            break
+
+
+def remove(snap: Snapshot) -> None:
+    unmount(snap)
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(snap.base)

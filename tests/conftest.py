@@ -1,0 +1,80 @@
+"""Fixtures shared by the whole suite: base image tars, a private engine root, the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGE_CACHE = Path(os.environ.get("DOCKYARD_IMAGE_CACHE", "/var/cache/dockyard-test-images"))
+DOCKYARD_BIN = Path(sys.executable).with_name("dockyard")
+
+
+def base_image_tar(name: str) -> Path:
+    """Build (once, cached) and return a base rootfs tar: ``busybox`` or ``debian``."""
+    target = IMAGE_CACHE / ("busybox.tar" if name == "busybox" else "debian-bookworm.tar")
+    if not target.exists():
+        subprocess.run([str(REPO / "scripts" / "make-base-images"), name], check=True,
+                       stdout=subprocess.DEVNULL)
+    return target
+
+
+@pytest.fixture(scope="session")
+def busybox_tar() -> Path:
+    return base_image_tar("busybox")
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    r = tmp_path / "root"
+    r.mkdir()
+    return r
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class CLI:
+    """Runs the installed ``dockyard`` console script against a private root, as a user would."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def __call__(self, *args: str, input: bytes | str | None = None, check: bool = True,
+                 timeout: float = 120, env: dict[str, str] | None = None) -> Result:
+        cmd = [str(DOCKYARD_BIN), "--root", str(self.root), *args]
+        full_env = {**os.environ, **(env or {})}
+        p = subprocess.run(cmd, input=input.encode() if isinstance(input, str) else input,
+                           capture_output=True, timeout=timeout, env=full_env)
+        r = Result(p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace"))
+        if check and p.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} exited {p.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}")
+        return r
+
+
+@pytest.fixture
+def cli(root: Path) -> CLI:
+    return CLI(root)
+
+
+@pytest.fixture
+def busybox_image(cli: CLI, busybox_tar: Path) -> str:
+    """A busybox image imported as ``busybox:latest``; returns its ID."""
+    return cli("import", "-c", 'CMD ["sh"]', str(busybox_tar), "busybox:latest").stdout.strip()
+
+
+def assert_one_line_error(r: Result) -> None:
+    """What a user must see for bad input: a non-zero status and one plain line, no traceback."""
+    assert r.returncode != 0, r
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert 1 <= len(lines) <= 2, r.stderr  # the message (and at most a "See --help" hint)
