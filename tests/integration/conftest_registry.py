@@ -281,8 +281,8 @@ def make_busybox_layout(layout: Path, tag: str = "1", *, extra_layer: bytes = b"
     layout.mkdir(parents=True, exist_ok=True)
     (layout / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
     tars = [_tar_busybox(), _tar_file("data/payload.bin", extra_layer or os.urandom(300_000))]
-    layers = []
-    diff_ids = []
+    layers: list[dict[str, Any]] = []
+    diff_ids: list[str] = []
     for t in tars:
         gz = gzip.compress(t, mtime=0)
         layers.append({"mediaType": OCI_LAYER_GZIP, "digest": _write_blob(layout, gz), "size": len(gz)})
@@ -310,7 +310,8 @@ def make_busybox_layout(layout: Path, tag: str = "1", *, extra_layer: bytes = b"
     }).encode()
     index_digest = _write_blob(layout, index)
     top_path = layout / "index.json"
-    top = json.loads(top_path.read_text()) if top_path.exists() else {"schemaVersion": 2, "manifests": []}
+    top: dict[str, Any] = (json.loads(top_path.read_text()) if top_path.exists()
+                           else {"schemaVersion": 2, "manifests": []})
     top["manifests"] += [
         {"mediaType": OCI_MANIFEST, "digest": manifest_digest, "size": len(manifest),
          "annotations": {"org.opencontainers.image.ref.name": tag}},

@@ -19,6 +19,8 @@ class Parser(argparse.ArgumentParser):
         self._name = name
 
     def error(self, message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments: "):
+            message = "unknown flag: " + message.split(": ", 1)[1].split()[0]
         sys.stderr.write(f"dockyard {self._name}: {message}\nSee 'dockyard {self._name} --help'.\n")
         raise SystemExit(125)
 
@@ -33,3 +35,14 @@ def print_json(obj: object) -> None:
     import json
 
     sys.stdout.write(json.dumps(obj, indent=4) + "\n")
+
+
+def report(err: BaseException) -> None:
+    """Print one error of several (``rmi a b c`` goes on after a failure), as main() would."""
+    import os
+
+    if os.environ.get("DOCKYARD_DEBUG"):
+        import traceback
+
+        traceback.print_exception(err)
+    sys.stderr.write(f"Error: {err}\n")

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from dockyard.cli.common import Parser, engine, print_json
+from dockyard.cli.common import Parser, engine, print_json, report
 from dockyard.cli.format import ago, human_size, parse_rfc3339, short_id, table
 from dockyard.errors import DockyardError, InvalidArgument, NotFound
 
@@ -161,7 +161,7 @@ def rmi(name: str, argv: list[str]) -> int:
                 for verb, what in eng.remove_image(img, force=a.force):
                     print(f"{verb}: {what}")
             except DockyardError as e:
-                sys.stderr.write(f"Error: {e}\n")
+                report(e)
                 status = 1
     return status
 

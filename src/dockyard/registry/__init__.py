@@ -1,6 +1,6 @@
-"""``dockyard registry serve``: an OCI distribution-spec registry server.
+"""Registries: talking to them (client side) and being one (``dockyard registry serve``).
 
-``storage`` keeps blobs, uploads, manifests and tags on disk; ``server`` speaks the HTTP API
-(starlette + uvicorn, imported only when a server is built); ``htpasswd`` checks Basic auth;
-``serve_cli`` holds the command-line flags and entry point.
+Server side: ``storage`` keeps blobs, uploads, manifests and tags on disk; ``server`` speaks the
+OCI distribution HTTP API (starlette + uvicorn, imported only when a server is built);
+``htpasswd`` checks Basic auth; ``serve_cli`` holds the command's flags and entry point.
 """

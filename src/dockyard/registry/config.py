@@ -62,7 +62,7 @@ class RegistryConfig:
             return True
         for entry in self.insecure_registries:
             entry = entry.removeprefix("http://").removeprefix("https://").rstrip("/")
-            if entry == domain or entry == host:
+            if entry in (domain, host):
                 return True
             if "/" in entry and ip is not None:
                 try:

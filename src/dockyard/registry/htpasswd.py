@@ -91,7 +91,8 @@ def check_password(password: str, hashed: str) -> bool:
         if h.startswith(b"$2y$"):
             h = b"$2b$" + h[4:]
         try:
-            return bool(mod.checkpw(pw, h))
+            # bcrypt only ever used the first 72 bytes (newer packages refuse longer passwords)
+            return bool(mod.checkpw(pw[:72], h))
         except ValueError:
             return False
     if hashed.startswith("{SHA}"):

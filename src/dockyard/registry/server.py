@@ -62,6 +62,7 @@ log = logging.getLogger("dockyard.registry")
 API_VERSION = "registry/2.0"
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024
 UPLOAD_MAX_AGE = 7 * 24 * 3600
+FILE_CHUNK = 512 * 1024  # bytes read and sent at a time when serving a blob
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -112,7 +113,8 @@ class APIError(Exception):
         err: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.detail is not None:
             err["detail"] = self.detail
-        headers = {"Content-Type": "application/json; charset=utf-8", **self.headers}
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "content-length"}
+        headers["Content-Type"] = "application/json; charset=utf-8"
         return Reply(self.status, headers, json.dumps({"errors": [err]}).encode())
 
 
@@ -341,7 +343,6 @@ class Registry:
             "Location": f"/v2/{name}/blobs/uploads/{upload_id}",
             "Docker-Upload-UUID": upload_id,
             "Range": f"0-{max(size - 1, 0)}",
-            "Content-Length": "0",
         }
 
     @staticmethod
@@ -418,7 +419,7 @@ class Registry:
 
     async def _start_upload(self, req: RequestInfo, name: str) -> Reply:
         mount, from_name = req.query.get("mount"), req.query.get("from")
-        if mount and is_digest(mount) and from_name and self.storage.mount_blob(name, mount, from_name):
+        if mount and is_digest(mount) and self.storage.mount_blob(name, mount, from_name or None):
             return self._blob_created(name, mount)
         digest = req.query.get("digest")
         if digest is not None and not is_digest(digest):
@@ -594,8 +595,10 @@ def create_app(storage: Storage, *, htpasswd: Htpasswd | None = None, realm: str
                 reply = APIError(404, "BLOB_UNKNOWN", "blob unknown to registry").reply()
                 reply.headers["Docker-Distribution-API-Version"] = API_VERSION
             else:
-                return FileResponse(file, headers=reply.headers, stat_result=st,
+                resp = FileResponse(file, headers=reply.headers, stat_result=st,
                                     media_type=reply.headers.get("Content-Type"))
+                resp.chunk_size = FILE_CHUNK
+                return resp
         headers = dict(reply.headers)
         body = reply.body
         if info.method == "HEAD":

@@ -136,7 +136,7 @@ class Storage(Protocol):
 
     def link_blob(self, name: str, digest: str) -> None: ...
 
-    def mount_blob(self, name: str, digest: str, from_name: str) -> bool: ...
+    def mount_blob(self, name: str, digest: str, from_name: str | None) -> bool: ...
 
     # uploads
     def new_upload(self, name: str) -> str: ...
@@ -351,9 +351,16 @@ class FilesystemStorage:
         if not link.is_file():
             self._write_atomic(link, digest.encode())
 
-    def mount_blob(self, name: str, digest: str, from_name: str) -> bool:
-        """Link ``digest`` into ``name`` if ``from_name`` has it; False if it does not."""
-        if not is_valid_name(from_name) or not self.has_blob(from_name, digest):
+    def mount_blob(self, name: str, digest: str, from_name: str | None) -> bool:
+        """Link ``digest`` into ``name`` if ``from_name`` has it; False if it does not.
+
+        With no ``from_name`` (OCI 1.1's mount without ``from``) any stored copy of the blob will do:
+        knowing a digest is as good as knowing the repository, when every user may read every one.
+        """
+        if from_name is None:
+            if not self.blob_path(digest).is_file():
+                return False
+        elif not is_valid_name(from_name) or not self.has_blob(from_name, digest):
             return False
         self.link_blob(name, digest)
         return True

@@ -167,8 +167,12 @@ def _monitor(cfg: MonitorConfig, runtime: Any, ready_fd: int,
         outs[out_r] = "stdout"
         outs[err_r] = "stderr"
 
-    os.write(ready_fd, (json.dumps({"pid": pid}) + "\n").encode())
-    os.close(ready_fd)
+    def report_ready() -> None:
+        os.write(ready_fd, (json.dumps({"pid": pid}) + "\n").encode())
+        os.close(ready_fd)
+
+    if cfg.wait_attach:
+        report_ready()  # the CLI attaches next; the container starts once it has
 
     log = JsonLog(cfg.log_path)
     sel = selectors.DefaultSelector()
@@ -192,6 +196,8 @@ def _monitor(cfg: MonitorConfig, runtime: Any, ready_fd: int,
 
     runtime.start(cfg.container_id)
     on_started(pid)
+    if not cfg.wait_attach:
+        report_ready()  # `run -d` returns once `ps` shows the container running
     pidfd = os.pidfd_open(pid)
     sel.register(pidfd, selectors.EVENT_READ, ("exit", None))
 

@@ -261,9 +261,8 @@ class _DecompressingRaw(io.RawIOBase):
         """Return the next decompressed bytes, b"" only at a clean end."""
         errors = _errors()
         while True:
-            if self._d is None:
-                if not self._next_member():
-                    return b""
+            if self._d is None and not self._next_member():
+                return b""
             d = self._d
             assert d is not None
             src_eof = False

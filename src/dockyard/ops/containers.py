@@ -1,0 +1,573 @@
+"""Containers: create, start (under a monitor), stop, kill, rm, wait, logs, list, inspect, commit.
+
+A container is a row in the database (its options and state), a directory ``containers/<id>/``
+holding the OCI bundle (``config.json``), its filesystem snapshot (``fs/upper`` survives stops), its
+json-file log and the monitor's attach socket. The monitor is forked from the command that starts
+the container and outlives it; its pid and start time are recorded so that a dead monitor is
+noticed instead of believed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dockyard.errors import Conflict, ContainerNotFound, InvalidArgument, RuntimeFailure
+
+if TYPE_CHECKING:
+    from dockyard.engine import Engine
+    from dockyard.runtime.runopts import RunOptions
+
+
+def container_dir(eng: Engine, cid: str) -> Path:
+    return eng.root / "containers" / cid
+
+
+def runtime_for(eng: Engine, name: str | None = None) -> Any:
+    name = name or os.environ.get("DOCKYARD_RUNTIME", "builtin")
+    run_root = Path(os.environ.get("DOCKYARD_RUN_ROOT", "/run/dockyard"))
+    if name in ("builtin", "dockyard"):
+        from dockyard.runtime.builtin import BuiltinRuntime
+
+        return BuiltinRuntime(root=run_root / "runtime")
+    from dockyard.runtime.external import ExternalRuntime
+
+    return ExternalRuntime(name, root=run_root / name)
+
+
+# ---- resolving ------------------------------------------------------------------------------
+def resolve(eng: Engine, name_or_id: str) -> dict[str, Any]:
+    """A container row (as a dict, config and state decoded) by name, full ID or unique prefix."""
+    name = name_or_id.lstrip("/")
+    row = eng.db.container_by_name(name) or eng.db.container(name)
+    if row is None and name and all(c in "0123456789abcdef" for c in name):
+        rows = eng.db.containers_by_prefix(name)
+        if len(rows) > 1:
+            raise Conflict(f"multiple containers match the ID prefix {name!r}: use more characters")
+        row = rows[0] if rows else None
+    if row is None:
+        raise ContainerNotFound(f"No such container: {name_or_id}")
+    return _decode(row)
+
+
+def _decode(row: Any) -> dict[str, Any]:
+    d = dict(row)
+    d["config"] = json.loads(d["config"])
+    d["state"] = json.loads(d["state"])
+    return d
+
+
+def _proc_start(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def monitor_alive(state: dict[str, Any]) -> bool:
+    pid = state.get("monitor_pid")
+    return bool(pid) and _proc_start(pid) == state.get("monitor_start")
+
+
+def refresh(eng: Engine, c: dict[str, Any]) -> dict[str, Any]:
+    """Make a row's state truthful: a running container whose monitor is gone did not survive."""
+    st = c["state"]
+    if st.get("status") in ("running", "paused", "restarting") and not monitor_alive(st):
+        # The monitor died (killed, or the machine rebooted): the container cannot be relied on.
+        with contextlib.suppress(Exception):
+            runtime_for(eng, c["config"].get("runtime")).delete(c["id"], force=True)
+        _unmount(eng, c)
+        st = eng.db.update_container_state(
+            c["id"], status="exited", exit_code=st.get("exit_code") if st.get("exit_code") is not None else 255,
+            finished_at=st.get("finished_at") or time.time(), pid=0, error="monitor exited unexpectedly")
+        c["state"] = st
+    return c
+
+
+def list_containers(eng: Engine) -> list[dict[str, Any]]:
+    return [refresh(eng, _decode(r)) for r in eng.db.containers()]
+
+
+# ---- create ---------------------------------------------------------------------------------
+def create(eng: Engine, image: str, opts: RunOptions, *, name: str | None = None, out: Any = None) -> str:
+    from dockyard import names
+    from dockyard.store import snapshots
+
+    image_id = _ensure_image(eng, image, out)
+    cfg = eng.image_config(image_id)
+    taken = {r["name"] for r in eng.db.containers()}
+    if name:
+        name = name.lstrip("/")
+        if not names.valid(name):
+            raise InvalidArgument(f'Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
+        if name in taken:
+            other = eng.db.container_by_name(name)
+            raise Conflict(f'Conflict. The container name "/{name}" is already in use by container '
+                           f'"{other["id"] if other else "?"}". You have to remove (or rename) that container '
+                           "to be able to reuse that name.")
+    cid = secrets.token_hex(32)
+    name = name or names.generate(taken)
+    chain = eng.image_chain(image_id)
+    cdir = container_dir(eng, cid)
+    cdir.mkdir(parents=True)
+    try:
+        snapshots.prepare(cdir / "fs", [x.path for x in chain])
+        spec_inputs = _write_bundle(eng, cid, cdir, cfg.config, opts, image_id)
+        config = {
+            "chain": [x.chain_id for x in chain],
+            "opts": _opts_to_json(opts),
+            "image_config": cfg.config,
+            "runtime": getattr(opts, "runtime", None) or os.environ.get("DOCKYARD_RUNTIME", "builtin"),
+            "tty": bool(getattr(opts, "tty", False)),
+            "open_stdin": bool(getattr(opts, "stdin_open", False)),
+            "auto_remove": bool(getattr(opts, "auto_remove", False)),
+            "args": spec_inputs["args"],
+            "hostname": spec_inputs["hostname"],
+        }
+        eng.db.add_container(cid, name, image_id, image, time.time(), config,
+                             {"status": "created", "exit_code": 0, "pid": 0})
+    except BaseException:
+        import shutil
+
+        with contextlib.suppress(Exception):
+            snapshots.unmount(snapshots.Snapshot(cdir / "fs", [], "overlay"))
+        shutil.rmtree(cdir, ignore_errors=True)
+        raise
+    return cid
+
+
+def _ensure_image(eng: Engine, image: str, out: Any) -> str:
+    from dockyard.errors import ImageNotFound
+
+    try:
+        return eng.resolve_image(image)
+    except ImageNotFound:
+        try:
+            from dockyard.ops.pull import ensure_image
+        except ImportError:
+            raise ImageNotFound(f"Unable to find image '{image}' locally")
+        return ensure_image(eng, image, out)
+
+
+def _opts_to_json(opts: Any) -> dict[str, Any]:
+    try:
+        return json.loads(json.dumps(asdict(opts), default=str))
+    except TypeError:
+        return {}
+
+
+def _write_bundle(eng: Engine, cid: str, cdir: Path, image_config: dict[str, Any], opts: RunOptions,
+                  image_id: str) -> dict[str, Any]:
+    from dockyard.runtime import spec as specmod
+    from dockyard.store import snapshots
+
+    snap = snapshots.Snapshot(cdir / "fs", [], snapshots.default_driver())
+    hostname = getattr(opts, "hostname", None) or cid[:12]
+    (cdir / "hostname").write_text(hostname + "\n")
+    (cdir / "hosts").write_text(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        f"fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+        + ("" if getattr(opts, "network", "none") == "host" else f"127.0.1.1\t{hostname}\n"))
+    resolv = Path("/etc/resolv.conf")
+    try:
+        text = resolv.read_text()
+        if "127.0.0." in text and getattr(opts, "network", "") != "host":
+            text = "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
+    except OSError:
+        text = ""
+    (cdir / "resolv.conf").write_text(text)
+    passwd, group = _read_container_file(eng, image_id, "etc/passwd"), _read_container_file(eng, image_id, "etc/group")
+    spec = specmod.build_spec(
+        image_config, opts, container_id=cid, rootfs=str(snap.rootfs),
+        hostname_path=str(cdir / "hostname"), hosts_path=str(cdir / "hosts"),
+        resolv_conf_path=str(cdir / "resolv.conf"), passwd=passwd, group=group,
+        cgroups_path=f"/dockyard/{cid}",
+    )
+    tmp = cdir / "config.json.tmp"
+    tmp.write_text(json.dumps(spec, indent=1))
+    os.rename(tmp, cdir / "config.json")
+    return {"args": spec["process"]["args"], "hostname": hostname}
+
+
+def _read_container_file(eng: Engine, image_id: str, rel: str) -> str | None:
+    for layer in reversed(eng.image_chain(image_id)):
+        p = layer.path / rel
+        try:
+            if p.is_file() and not p.is_symlink():
+                return p.read_text(errors="replace")
+        except OSError:
+            continue
+    return None
+
+
+# ---- start ----------------------------------------------------------------------------------
+def start(eng: Engine, c: dict[str, Any], *, wait_attach: bool = False) -> Path:
+    """Mount the container's filesystem and fork its monitor; returns the attach socket path.
+
+    Raises the runtime's error (e.g. CommandNotFound, 127) if the container cannot be created.
+    """
+    from dockyard.runtime.monitor import MonitorConfig, run_monitor
+    from dockyard.store import snapshots
+
+    c = refresh(eng, c)
+    status = c["state"].get("status")
+    if status in ("running", "paused"):
+        return container_dir(eng, c["id"]) / "attach.sock"
+    cid = c["id"]
+    cdir = container_dir(eng, cid)
+    rt = runtime_for(eng, c["config"].get("runtime"))
+    with contextlib.suppress(Exception):
+        rt.delete(cid, force=True)  # a stopped runtime record from the last run
+    chain = [eng.layers.diff_path(x) for x in c["config"]["chain"]]
+    snap = snapshots.Snapshot(cdir / "fs", chain, snapshots.default_driver())
+    snapshots.mount(snap)
+    mcfg = MonitorConfig(
+        container_id=cid, bundle=cdir, log_path=cdir / f"{cid}-json.log", attach_path=cdir / "attach.sock",
+        tty=c["config"].get("tty", False), open_stdin=c["config"].get("open_stdin", False),
+        stdin_once=c["config"].get("open_stdin", False), wait_attach=wait_attach,
+    )
+    root = eng.root
+    auto_remove = c["config"].get("auto_remove", False)
+    ready_r, ready_w = os.pipe()
+    eng.db.close()  # never share a SQLite connection across fork
+    pid = os.fork()
+    if pid == 0:  # the monitor
+        os.close(ready_r)
+        from dockyard.engine import Engine as _Engine
+
+        def on_started(init_pid: int) -> None:
+            with _Engine(root) as e:
+                e.db.update_container_state(cid, status="running", pid=init_pid, started_at=time.time(),
+                                            exit_code=0, error="", oom_killed=False, finished_at=None,
+                                            monitor_pid=os.getpid(), monitor_start=_proc_start(os.getpid()))
+
+        def on_exited(code: int, oom: bool) -> None:
+            with _Engine(root) as e:
+                with contextlib.suppress(Exception):
+                    rt.delete(cid, force=True)
+                snapshots.unmount(snap)
+                e.db.update_container_state(cid, status="exited", exit_code=code, pid=0,
+                                            finished_at=time.time(), oom_killed=oom)
+                if auto_remove:
+                    with contextlib.suppress(Exception):
+                        remove(e, resolve(e, cid), force=True)
+
+        run_monitor(mcfg, rt, ready_w, on_started, on_exited)
+    os.close(ready_w)
+    eng.db = type(eng.db)(eng.db.path)
+    with os.fdopen(ready_r, "rb") as f:
+        line = f.readline()
+    try:
+        msg = json.loads(line) if line else {"error": "the container monitor exited before starting the container"}
+    except ValueError:
+        msg = {"error": line.decode(errors="replace").strip()}
+    if "error" in msg:
+        os.waitpid(pid, 0)
+        with contextlib.suppress(Exception):
+            rt.delete(cid, force=True)
+        snapshots.unmount(snap)
+        eng.db.update_container_state(cid, status="created" if status == "created" else "exited",
+                                      exit_code=msg.get("exit_code", 125), error=msg["error"])
+        _raise_runtime_error(msg)
+    return mcfg.attach_path
+
+
+def _raise_runtime_error(msg: dict[str, Any]) -> None:
+    from dockyard.errors import CommandNotExecutable, CommandNotFound
+
+    code = int(msg.get("exit_code", 125))
+    text = msg["error"]
+    if code == 127:
+        raise CommandNotFound(text)
+    if code == 126:
+        raise CommandNotExecutable(text)
+    raise RuntimeFailure(text)
+
+
+# ---- stop / kill / wait / rm ----------------------------------------------------------------
+def _signal_number(sig: str | int) -> int:
+    if isinstance(sig, int) or str(sig).isdigit():
+        return int(sig)
+    s = str(sig).upper()
+    if not s.startswith("SIG"):
+        s = "SIG" + s
+    try:
+        return int(getattr(signal, s))
+    except AttributeError:
+        raise InvalidArgument(f"invalid signal: {sig}")
+
+
+def kill(eng: Engine, c: dict[str, Any], sig: str | int = "KILL") -> None:
+    c = refresh(eng, c)
+    if c["state"].get("status") not in ("running", "paused"):
+        raise Conflict(f"Cannot kill container: {c['name']}: container {c['id'][:12]} is not running")
+    num = _signal_number(sig)
+    rt = runtime_for(eng, c["config"].get("runtime"))
+    try:
+        rt.kill(c["id"], num, all=num == signal.SIGKILL)
+    except Exception:
+        pid = c["state"].get("pid")
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, num)
+
+
+def wait(eng: Engine, c: dict[str, Any], timeout: float | None = None) -> int:
+    """Block until the container is not running; returns its exit code."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    st = c["state"]
+    mpid = st.get("monitor_pid")
+    if st.get("status") in ("running", "paused") and mpid and monitor_alive(st):
+        try:
+            fd = os.pidfd_open(mpid)
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            import select
+
+            with contextlib.closing(os.fdopen(fd)):
+                # The monitor may linger a moment after recording the exit; the row is the truth.
+                while True:
+                    r = resolve(eng, c["id"]) if _exists(eng, c["id"]) else None
+                    if r is None or r["state"].get("status") not in ("running", "paused"):
+                        break
+                    left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    if left == 0.0:
+                        raise TimeoutError
+                    select.select([fd], [], [], min(left, 0.25) if left is not None else 0.25)
+    if not _exists(eng, c["id"]):
+        return int(c["state"].get("exit_code") or 0)
+    c = refresh(eng, resolve(eng, c["id"]))
+    return int(c["state"].get("exit_code") or 0)
+
+
+def _exists(eng: Engine, cid: str) -> bool:
+    return eng.db.container(cid) is not None
+
+
+def stop(eng: Engine, c: dict[str, Any], timeout: int | None = None) -> None:
+    c = refresh(eng, c)
+    if c["state"].get("status") not in ("running", "paused"):
+        return
+    stop_signal = c["config"].get("image_config", {}).get("StopSignal") or c["config"].get("opts", {}).get(
+        "stop_signal") or "SIGTERM"
+    if timeout is None:
+        timeout = c["config"].get("opts", {}).get("stop_timeout") or 10
+    if c["state"].get("status") == "paused":
+        unpause(eng, c)
+    with contextlib.suppress(Conflict):
+        kill(eng, c, stop_signal)
+    try:
+        wait(eng, c, timeout=float(timeout))
+    except TimeoutError:
+        with contextlib.suppress(Conflict):
+            kill(eng, resolve(eng, c["id"]), "KILL")
+        wait(eng, c, timeout=30)
+
+
+def pause(eng: Engine, c: dict[str, Any]) -> None:
+    c = refresh(eng, c)
+    if c["state"].get("status") != "running":
+        raise Conflict(f"Container {c['id'][:12]} is not running")
+    runtime_for(eng, c["config"].get("runtime")).pause(c["id"])
+    eng.db.update_container_state(c["id"], status="paused")
+
+
+def unpause(eng: Engine, c: dict[str, Any]) -> None:
+    if c["state"].get("status") != "paused":
+        raise Conflict(f"Container {c['id'][:12]} is not paused")
+    runtime_for(eng, c["config"].get("runtime")).resume(c["id"])
+    eng.db.update_container_state(c["id"], status="running")
+
+
+def _unmount(eng: Engine, c: dict[str, Any]) -> None:
+    from dockyard.store import snapshots
+
+    snapshots.unmount(snapshots.Snapshot(container_dir(eng, c["id"]) / "fs", [], "overlay"))
+
+
+def remove(eng: Engine, c: dict[str, Any], *, force: bool = False) -> None:
+    import shutil
+
+    c = refresh(eng, c)
+    if c["state"].get("status") in ("running", "paused"):
+        if not force:
+            raise Conflict(f"cannot remove container \"/{c['name']}\": container is running: stop the "
+                           "container before removing or force remove")
+        kill(eng, c, "KILL")
+        with contextlib.suppress(TimeoutError):
+            wait(eng, c, timeout=10)
+    with contextlib.suppress(Exception):
+        runtime_for(eng, c["config"].get("runtime")).delete(c["id"], force=True)
+    _unmount(eng, c)
+    cdir = container_dir(eng, c["id"])
+    eng.db.remove_container(c["id"])
+    shutil.rmtree(cdir, ignore_errors=True)
+
+
+def rename(eng: Engine, c: dict[str, Any], new: str) -> None:
+    from dockyard import names
+
+    new = new.lstrip("/")
+    if not names.valid(new):
+        raise InvalidArgument(f"Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    if eng.db.container_by_name(new):
+        raise Conflict(f'Conflict. The container name "/{new}" is already in use')
+    eng.db.update_container(c["id"], name=new)
+
+
+# ---- logs -----------------------------------------------------------------------------------
+def log_path(eng: Engine, c: dict[str, Any]) -> Path:
+    return container_dir(eng, c["id"]) / f"{c['id']}-json.log"
+
+
+# ---- commit ---------------------------------------------------------------------------------
+def commit(eng: Engine, c: dict[str, Any], repo_tag: str | None = None, *, message: str = "",
+           author: str = "", changes: list[str] = (), pause_it: bool = True) -> str:  # type: ignore[assignment]
+    """Snapshot the container's changes (its upper dir) into a new layer on top of its image."""
+    import copy
+    import tempfile
+
+    from dockyard.build.changes import apply_changes
+    from dockyard.image import reference
+    from dockyard.store import layers as layers_mod
+
+    tag = str(reference.parse(repo_tag)) if repo_tag else None
+    c = refresh(eng, c)
+    cdir = container_dir(eng, c["id"])
+    upper = cdir / "fs" / "upper"
+    lowers = [eng.layers.diff_path(x) for x in c["config"]["chain"]]
+    paused = False
+    if pause_it and c["state"].get("status") == "running":
+        with contextlib.suppress(Exception):
+            pause(eng, c)
+            paused = True
+    try:
+        base = eng.image_config(c["image_id"])
+        new_config = copy.deepcopy(base.data)
+        run_config = copy.deepcopy(base.config)
+        if changes:
+            run_config = apply_changes(run_config, list(changes))
+        new_config["config"] = run_config
+        with eng.layers.using(), tempfile.TemporaryFile(dir=eng.content.ingest_dir) as tmp:
+            if os.environ.get("DOCKYARD_SNAPSHOTTER") == "copy":
+                merged = Path(tempfile.mkdtemp(dir=eng.content.ingest_dir))
+                for low in lowers:
+                    layers_mod.copy_layer_apply(low, merged)  # type: ignore[attr-defined]
+                layers_mod.diff_dirs(merged, upper, tmp)
+            else:
+                layers_mod.write_diff_tar(upper, tmp, lower_dirs=[str(p) for p in lowers])
+            tmp.seek(0)
+            parent_chain = c["config"]["chain"][-1] if c["config"]["chain"] else None
+            layer = eng.add_layer_from_tar(tmp, parent_chain)
+            from dockyard.engine import now_rfc3339
+
+            created = now_rfc3339()
+            new_config["created"] = created
+            if author:
+                new_config["author"] = author
+            new_config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
+            new_config["rootfs"]["diff_ids"] = [*base.diff_ids, layer.diff_id]
+            new_config["container"] = c["id"]
+            hist: dict[str, Any] = {"created": created, "created_by": " ".join(c["config"].get("args", []))}
+            if message:
+                hist["comment"] = message
+            if author:
+                hist["author"] = author
+            new_config["history"] = [*base.history, hist]
+            from dockyard.engine import NewLayer
+
+            old_layers = [NewLayer(r["blob_digest"], r["blob_media_type"], r["blob_size"], d, r["chain_id"])
+                          for r, d in zip(eng.db.image_layers(c["image_id"]), base.diff_ids, strict=True)]
+            return eng.create_image(new_config, [*old_layers, layer], tags=[tag] if tag else [],
+                                    parent=c["image_id"])
+    finally:
+        if paused:
+            with contextlib.suppress(Exception):
+                unpause(eng, resolve(eng, c["id"]))
+
+
+# ---- inspect --------------------------------------------------------------------------------
+def inspect(eng: Engine, c: dict[str, Any]) -> dict[str, Any]:
+    from dockyard.cli.format import rfc3339
+
+    c = refresh(eng, c)
+    st = c["state"]
+    cfg = c["config"]
+    opts = cfg.get("opts", {})
+    status = st.get("status", "created")
+    zero = "0001-01-01T00:00:00Z"
+    cdir = container_dir(eng, c["id"])
+    img_cfg = cfg.get("image_config", {})
+    args = cfg.get("args", [])
+    return {
+        "Id": c["id"],
+        "Created": rfc3339(c["created"]),
+        "Path": args[0] if args else "",
+        "Args": args[1:],
+        "State": {
+            "Status": status, "Running": status in ("running", "paused"), "Paused": status == "paused",
+            "Restarting": False, "OOMKilled": bool(st.get("oom_killed")), "Dead": status == "dead",
+            "Pid": st.get("pid", 0) if status in ("running", "paused") else 0,
+            "ExitCode": st.get("exit_code", 0), "Error": st.get("error", ""),
+            "StartedAt": rfc3339(st["started_at"]) if st.get("started_at") else zero,
+            "FinishedAt": rfc3339(st["finished_at"]) if st.get("finished_at") else zero,
+        },
+        "Image": c["image_id"],
+        "ResolvConfPath": str(cdir / "resolv.conf"),
+        "HostnamePath": str(cdir / "hostname"),
+        "HostsPath": str(cdir / "hosts"),
+        "LogPath": str(log_path(eng, c)),
+        "Name": "/" + c["name"],
+        "RestartCount": 0,
+        "Driver": "overlay2",
+        "Platform": "linux",
+        "HostConfig": {
+            "NetworkMode": opts.get("network") or "none",
+            "AutoRemove": bool(cfg.get("auto_remove")),
+            "Privileged": bool(opts.get("privileged")),
+            "ReadonlyRootfs": bool(opts.get("read_only")),
+            "Memory": opts.get("memory") or 0,
+            "NanoCpus": int(float(opts.get("cpus") or 0) * 1e9) if opts.get("cpus") else 0,
+            "PidsLimit": opts.get("pids_limit"),
+            "CapAdd": opts.get("cap_add") or None,
+            "CapDrop": opts.get("cap_drop") or None,
+            "Binds": [m for m in (opts.get("volumes") or [])] or None,
+            "ShmSize": opts.get("shm_size") or 67108864,
+            "Runtime": cfg.get("runtime", "builtin"),
+        },
+        "GraphDriver": {"Name": "overlay2", "Data": {
+            "LowerDir": ":".join(str(eng.layers.diff_path(x)) for x in reversed(cfg.get("chain", []))),
+            "UpperDir": str(cdir / "fs" / "upper"), "WorkDir": str(cdir / "fs" / "work"),
+            "MergedDir": str(cdir / "fs" / "merged")}},
+        "Mounts": [],
+        "Config": {
+            "Hostname": cfg.get("hostname", c["id"][:12]), "Domainname": "", "User": opts.get("user") or
+            img_cfg.get("User", ""), "AttachStdin": bool(cfg.get("open_stdin")), "AttachStdout": True,
+            "AttachStderr": True, "Tty": bool(cfg.get("tty")), "OpenStdin": bool(cfg.get("open_stdin")),
+            "StdinOnce": bool(cfg.get("open_stdin")),
+            "Env": _env_of(eng, c), "Cmd": opts.get("cmd") or img_cfg.get("Cmd"),
+            "Image": c["image_ref"], "Volumes": img_cfg.get("Volumes"),
+            "WorkingDir": opts.get("workdir") or img_cfg.get("WorkingDir", ""),
+            "Entrypoint": opts.get("entrypoint") if opts.get("entrypoint") is not None else img_cfg.get("Entrypoint"),
+            "OnBuild": None, "Labels": {**(img_cfg.get("Labels") or {}), **(opts.get("labels") or {})},
+        },
+        "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "IPAddress": "", "Gateway": "",
+                            "MacAddress": "", "Networks": {}},
+    }
+
+
+def _env_of(eng: Engine, c: dict[str, Any]) -> list[str]:
+    try:
+        with open(container_dir(eng, c["id"]) / "config.json") as f:
+            return list(json.load(f)["process"].get("env", []))
+    except (OSError, ValueError, KeyError):
+        return []

@@ -1,0 +1,1 @@
+"""The container runtime: OCI runtime specs and the code that runs them."""

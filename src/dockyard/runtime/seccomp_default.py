@@ -1,0 +1,207 @@
+"""Docker's default seccomp profile, and moby's rules for turning a Docker profile into OCI form.
+
+The profile itself is data: ``seccomp_default.json`` beside this module is moby's
+``profiles/seccomp/default.json`` (github.com/moby/profiles, ``seccomp/default.json`` at commit
+02e898b137aed1024e232d59bcb05e6179b72177, the profile Docker Engine 29.x ships: io_uring blocked,
+``socket`` limited to an allow-list of address families that excludes AF_ALG and AF_VSOCK,
+``lsm_*`` behind CAP_SYS_ADMIN).  It is loaded lazily, once, the first time a spec needs it.
+
+A Docker-format profile differs from the OCI ``linux.seccomp`` object: it has an ``archMap``
+(expanded to the native architecture and its sub-architectures) and rules with ``includes`` /
+``excludes`` conditions on capabilities, architectures and the kernel version.
+:func:`setup_seccomp` applies those conditions exactly as moby's ``setupSeccomp`` does.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import platform
+import re
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from typing import Any
+
+from dockyard.errors import InvalidArgument
+
+#: Python/uname machine names -> the libseccomp/Go arch names the profile's ``arches`` use.
+_MACHINE_TO_ARCH = {
+    "x86_64": "amd64",
+    "amd64": "amd64",
+    "i386": "x86",
+    "i686": "x86",
+    "aarch64": "arm64",
+    "arm64": "arm64",
+    "armv7l": "arm",
+    "armv6l": "arm",
+    "ppc64le": "ppc64le",
+    "ppc64": "ppc64",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+    "loongarch64": "loongarch64",
+    "mips64": "mips64",
+}
+
+#: libseccomp arch name -> ``SCMP_ARCH_*`` (moby's ``nativeToSeccomp``).
+NATIVE_TO_SECCOMP = {
+    "x86": "SCMP_ARCH_X86",
+    "amd64": "SCMP_ARCH_X86_64",
+    "arm": "SCMP_ARCH_ARM",
+    "arm64": "SCMP_ARCH_AARCH64",
+    "loong64": "SCMP_ARCH_LOONGARCH64",
+    "loongarch64": "SCMP_ARCH_LOONGARCH64",
+    "mips64": "SCMP_ARCH_MIPS64",
+    "mips64n32": "SCMP_ARCH_MIPS64N32",
+    "mipsel64": "SCMP_ARCH_MIPSEL64",
+    "mips3l64n32": "SCMP_ARCH_MIPSEL64N32",
+    "mipsle": "SCMP_ARCH_MIPSEL",
+    "ppc": "SCMP_ARCH_PPC",
+    "ppc64": "SCMP_ARCH_PPC64",
+    "ppc64le": "SCMP_ARCH_PPC64LE",
+    "riscv64": "SCMP_ARCH_RISCV64",
+    "s390": "SCMP_ARCH_S390",
+    "s390x": "SCMP_ARCH_S390X",
+}
+
+#: The fields of the OCI ``LinuxSeccomp`` object that a Docker profile passes through unchanged.
+_PASSTHROUGH = ("defaultAction", "defaultErrnoRet", "architectures", "flags", "listenerPath", "listenerMetadata")
+
+
+def native_arch(machine: str | None = None) -> str:
+    """The running machine's arch in the profile's vocabulary (``amd64``, ``arm64``...)."""
+    m = platform.machine() if machine is None else machine
+    return _MACHINE_TO_ARCH.get(m, m)
+
+
+def kernel_version(release: str | None = None) -> tuple[int, int]:
+    """``"6.8.0-45-generic"`` -> ``(6, 8)`` (the running kernel's when ``release`` is None)."""
+    rel = platform.release() if release is None else release
+    m = re.match(r"(\d+)\.(\d+)", rel)
+    if not m:
+        raise ValueError(f"failed to parse kernel version {rel!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+@functools.lru_cache(maxsize=1)
+def _default_profile_text() -> str:
+    return resources.files("dockyard.runtime").joinpath("seccomp_default.json").read_text(encoding="utf-8")
+
+
+def default_profile() -> dict[str, Any]:
+    """Docker's default profile, in Docker (not OCI) form; a fresh copy each call."""
+    return json.loads(_default_profile_text())
+
+
+def _parse_min_kernel(value: object) -> tuple[int, int]:
+    m = re.fullmatch(r"(\d+)\.(\d+)", str(value))
+    if not m or (int(m.group(1)), int(m.group(2))) == (0, 0):
+        raise InvalidArgument(f'invalid kernel version: "{value}", expected "<kernel>.<major>"')
+    return int(m.group(1)), int(m.group(2))
+
+
+def setup_seccomp(
+    profile: Mapping[str, Any],
+    *,
+    bounding_caps: Iterable[str],
+    arch: str | None = None,
+    kernel: tuple[int, int] | None = None,
+) -> dict[str, Any] | None:
+    """A Docker-format profile -> the OCI ``linux.seccomp`` object (moby's ``setupSeccomp``).
+
+    Rules whose ``excludes`` match (arch, any capability in ``bounding_caps``, kernel at least
+    ``minKernel``) or whose ``includes`` do not (arch, every capability, kernel) are dropped.
+    Returns ``None`` for an empty profile (no default action and no rules: seccomp disabled).
+    """
+    if not profile.get("defaultAction") and not profile.get("syscalls"):
+        return None
+    if profile.get("architectures") and profile.get("archMap"):
+        raise InvalidArgument(
+            "both 'architectures' and 'archMap' are specified in the seccomp profile, use either "
+            "'architectures' or 'archMap'"
+        )
+    native = native_arch() if arch is None else arch
+    caps = set(bounding_caps)
+    kern: tuple[int, int] | None = kernel
+
+    def kernel_at_least(v: object) -> bool:
+        nonlocal kern
+        want = _parse_min_kernel(v)
+        if kern is None:
+            kern = kernel_version()
+        return kern >= want
+
+    out: dict[str, Any] = {k: copy.deepcopy(profile[k]) for k in _PASSTHROUGH if profile.get(k)}
+    scmp_arch = NATIVE_TO_SECCOMP.get(native)
+    if scmp_arch is not None:
+        for entry in profile.get("archMap") or ():
+            if entry.get("architecture") == scmp_arch:
+                out.setdefault("architectures", [])
+                out["architectures"] = [*out["architectures"], scmp_arch, *(entry.get("subArchitectures") or ())]
+                break
+
+    syscalls = []
+    for call in profile.get("syscalls") or ():
+        names = list(call.get("names") or ())
+        if call.get("name"):
+            if names:
+                raise InvalidArgument(
+                    "both 'name' and 'names' are specified in the seccomp profile, use either "
+                    "'name' or 'names'"
+                )
+            names = [call["name"]]
+        exc = call.get("excludes") or {}
+        if exc.get("arches") and native in exc["arches"]:
+            continue
+        if exc.get("caps") and any(c in caps for c in exc["caps"]):
+            continue
+        if exc.get("minKernel") and kernel_at_least(exc["minKernel"]):
+            continue
+        inc = call.get("includes") or {}
+        if inc.get("arches") and native not in inc["arches"]:
+            continue
+        if inc.get("caps") and not all(c in caps for c in inc["caps"]):
+            continue
+        if inc.get("minKernel") and not kernel_at_least(inc["minKernel"]):
+            continue
+        rule: dict[str, Any] = {"names": names, "action": call.get("action", "")}
+        if call.get("errnoRet") is not None:
+            rule["errnoRet"] = call["errnoRet"]
+        args = []
+        for a in call.get("args") or ():
+            arg = {"index": a.get("index", 0), "value": a.get("value", 0), "op": a.get("op", "")}
+            if a.get("valueTwo"):
+                arg["valueTwo"] = a["valueTwo"]
+            args.append(arg)
+        if args:
+            rule["args"] = args
+        syscalls.append(rule)
+    if syscalls:
+        out["syscalls"] = syscalls
+    return out
+
+
+def load_profile(text: str, **kwargs: Any) -> dict[str, Any] | None:
+    """A Docker-format profile given as JSON text -> OCI form (moby's ``LoadProfile``)."""
+    try:
+        profile = json.loads(text)
+    except ValueError as e:
+        raise InvalidArgument(f"Decoding seccomp profile failed: {e}")
+    if not isinstance(profile, dict):
+        raise InvalidArgument("Decoding seccomp profile failed: not a JSON object")
+    return setup_seccomp(profile, **kwargs)
+
+
+def default_oci_seccomp(**kwargs: Any) -> dict[str, Any] | None:
+    """Docker's default profile in OCI form for the given capabilities/arch/kernel."""
+    return setup_seccomp(default_profile(), **kwargs)
+
+
+def allowed_syscalls(oci_seccomp: Mapping[str, Any]) -> set[str]:
+    """Names an OCI seccomp object allows unconditionally (an ALLOW rule without ``args``)."""
+    return {
+        n
+        for rule in oci_seccomp.get("syscalls", ())
+        if rule.get("action") == "SCMP_ACT_ALLOW" and not rule.get("args")
+        for n in rule.get("names", ())
+    }
