@@ -573,10 +573,39 @@ def test_dir_size_counts_hard_links_once(tmp_path: Path) -> None:
 
 
 def test_deep_trees_need_no_recursion(tmp_path: Path) -> None:
-    name = "/".join(["d"] * 1200) + "/f"
+    """Deeper than Python's recursion limit: unpack, write, replace, prune and remove all cope."""
+    depth = 1500
+    name = "/".join(["d"] * depth) + "/f"
     dest = tmp_path / "deep"
-    do_unpack(tar_bytes(reg(name, b"deep")), dest)
-    assert dir_size(dest) == 4
-    buf = io.BytesIO()
-    write_diff_tar(dest, buf)
-    assert [m.name for m in read_tar(buf.getvalue())][-1] == name
+    try:
+        do_unpack(tar_bytes(reg(name, b"deep")), dest)
+        assert dir_size(dest) == 4
+        buf = io.BytesIO()
+        write_diff_tar(dest, buf)
+        assert [m.name for m in read_tar(buf.getvalue())][-1] == name
+        do_unpack(tar_bytes(reg("d", b"a file now")), dest)  # replaces the whole deep tree
+        assert (dest / "d").read_bytes() == b"a file now"
+        do_unpack(tar_bytes(reg(name, b"deep")), dest / "x")
+        do_unpack(tar_bytes(reg("keep", b"k"), reg(".wh..wh..opq", b"")), dest / "x", whiteouts="apply")
+        assert os.listdir(dest / "x") == ["keep"]
+        do_unpack(tar_bytes(reg(name, b"deep")), dest / "y")
+    finally:
+        layers.remove_tree(dest)
+    assert not dest.exists()
+
+
+def test_remove_tree_never_follows_symlinks(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_bytes(b"k")
+    t = tmp_path / "t"
+    (t / "a/b").mkdir(parents=True)
+    os.symlink(outside, t / "a/b/link")
+    os.symlink(outside, t / "a/dirlink")
+    (t / "a/b/f").write_bytes(b"f")
+    layers.remove_tree(t)
+    assert not t.exists() and (outside / "keep").read_bytes() == b"k"
+    layers.remove_tree(t)  # missing is fine
+    (tmp_path / "file").write_bytes(b"x")
+    layers.remove_tree(tmp_path / "file")
+    assert not (tmp_path / "file").exists()

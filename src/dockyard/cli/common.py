@@ -15,7 +15,8 @@ class Parser(argparse.ArgumentParser):
 
     def __init__(self, name: str, usage: str, description: str) -> None:
         super().__init__(prog=f"dockyard {name}", usage=f"dockyard {name} {usage}", description=description,
-                         allow_abbrev=False)
+                         allow_abbrev=False, add_help=False)
+        self.add_argument("--help", action="help", help="Print usage")
         self._name = name
 
     def error(self, message: str) -> NoReturn:

@@ -330,12 +330,33 @@ class ArchiveReader:
             self._tf = tarfile.open(self.path, "r:")  # noqa: SIM115 - closed in close()
         except tarfile.ReadError as e:
             raise CorruptData(f"not a tar archive: {e}")
-        try:
-            members = self._tf.getmembers()
-        except (tarfile.TarError, EOFError) as e:
-            self._tf.close()
-            raise CorruptData(f"the archive is damaged: {e}")
+        members: list[tarfile.TarInfo] = []
+        while True:
+            try:
+                m = self._tf.next()
+            except (tarfile.TarError, EOFError) as e:
+                self._tf.close()
+                if not members:
+                    raise CorruptData(f"not a tar archive: {e}")
+                if "unexpected end of data" in str(e):
+                    raise CorruptData(f"{members[-1].name}: unexpected end of archive (the file is truncated)")
+                raise CorruptData(f"the tar header after {members[-1].name!r} is damaged: {e}")
+            if m is None:
+                break
+            members.append(m)
         size = os.path.getsize(self.path)
+        if members:
+            # tarfile stops quietly at a cut or damaged header: a whole archive ends in a zero block.
+            with open(self.path, "rb") as f:
+                f.seek(self._tf.offset)
+                trailer = f.read(tarfile.BLOCKSIZE)
+            if len(trailer) < tarfile.BLOCKSIZE or any(trailer):
+                self._tf.close()
+                last = members[-1].name
+                if len(trailer) < tarfile.BLOCKSIZE:
+                    raise CorruptData(f"{last}: unexpected end of archive after this member "
+                                      "(the file is truncated)")
+                raise CorruptData(f"the tar header after {last!r} is damaged")
         self._members: dict[str, tarfile.TarInfo] = {}
         for m in members:
             if m.isfile() and m.offset_data + m.size > size:

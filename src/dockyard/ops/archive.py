@@ -668,10 +668,10 @@ def _add_layers(eng: Engine, r: ArchiveReader, img: _LoadImage, done: dict[str, 
                         if not had_blob and eng.content.has(src.diff_id):
                             added.blobs.append(src.diff_id)
                     hr.drain()
-                    if src.blob_size is not None and hr.size != src.blob_size:
-                        raise CorruptData(f"size mismatch: expected {src.blob_size} bytes, got {hr.size}")
                     if src.blob_digest is not None and hr.digest != src.blob_digest:
                         raise CorruptData(f"digest mismatch: expected {src.blob_digest}, got {hr.digest}")
+                    if src.blob_size is not None and hr.size != src.blob_size:
+                        raise CorruptData(f"size mismatch: expected {src.blob_size} bytes, got {hr.size}")
             except CorruptData as e:
                 if "digest mismatch" in str(e) and str(e).startswith("layer:"):
                     raise CorruptData(f"{label}: {src.member}: layer does not match its diff_id"

@@ -188,7 +188,7 @@ def _write_bundle(eng: Engine, cid: str, cdir: Path, image_config: dict[str, Any
     spec = specmod.build_spec(
         image_config, opts, container_id=cid, rootfs=str(snap.rootfs),
         hostname_path=str(cdir / "hostname"), hosts_path=str(cdir / "hosts"),
-        resolv_conf_path=str(cdir / "resolv.conf"), passwd=passwd, group=group,
+        resolv_conf_path=str(cdir / "resolv.conf"), passwd_text=passwd, group_text=group,
         cgroups_path=f"/dockyard/{cid}",
     )
     tmp = cdir / "config.json.tmp"

@@ -686,8 +686,11 @@ def serve(
         from dockyard.registry.htpasswd import Htpasswd
 
         users = Htpasswd(htpasswd)
-    storage = FilesystemStorage(root)
-    purged = storage.purge_uploads(UPLOAD_MAX_AGE)
+    try:
+        storage = FilesystemStorage(root)
+        purged = storage.purge_uploads(UPLOAD_MAX_AGE)
+    except OSError as e:
+        raise InvalidArgument(f"cannot use {root} as the registry's root: {e.strerror or e}")
     if purged:
         log.info("removed %d stale upload(s)", purged)
     app = create_app(storage, htpasswd=users)
@@ -720,6 +723,8 @@ def serve(
     server = uvicorn.Server(config)
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn shut down cleanly, then re-raised the SIGINT it caught
+        pass
     finally:
         sock.close()
 

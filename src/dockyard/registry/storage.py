@@ -45,7 +45,6 @@ import tempfile
 import threading
 import time
 import uuid as uuidlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -622,19 +621,6 @@ class FilesystemStorage:
                 if isinstance(digest_of, str) and is_digest(digest_of) and self.has_manifest(name, digest_of):
                     out.append(desc)
         return out
-
-    def iter_blob(self, name: str, digest: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        """Yield a blob's bytes ``[start, end)`` in chunks (for callers without a file response)."""
-        with self.open_blob(name, digest) as f:
-            f.seek(start)
-            remaining = None if end is None else end - start
-            while remaining is None or remaining > 0:
-                chunk = f.read(CHUNK if remaining is None else min(CHUNK, remaining))
-                if not chunk:
-                    return
-                if remaining is not None:
-                    remaining -= len(chunk)
-                yield chunk
 
 
 def _subject_of(data: bytes) -> str | None:

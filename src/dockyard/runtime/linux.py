@@ -13,6 +13,7 @@ messages (``mount ... : operation not permitted``).
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -189,8 +190,6 @@ def close_range_cloexec(first: int) -> None:
     """Mark every fd >= ``first`` close-on-exec, so nothing of the runtime leaks into the container."""
     if _libc.close_range(ctypes.c_uint(first), ctypes.c_uint(0xFFFFFFFF), ctypes.c_int(CLOSE_RANGE_CLOEXEC)) != 0:
         # Kernels before 5.11: fall back to walking /proc/self/fd.
-        import fcntl
-
         for name in os.listdir("/proc/self/fd"):
             fd = int(name)
             if fd >= first:

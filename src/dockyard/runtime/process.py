@@ -13,8 +13,12 @@ Shared by the container init and by ``exec``.  The order is runc's and matters:
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
+import resource
+import signal
 import stat
+import struct
 
 from ..errors import CommandNotExecutable, CommandNotFound, RuntimeFailure
 from . import linux as L
@@ -30,8 +34,6 @@ RLIMITS = {
 def apply_rlimits(rlimits: list[dict[str, object]]) -> None:
     if not rlimits:
         return
-    import resource
-
     for r in rlimits:
         name = str(r.get("type"))
         num = RLIMITS.get(name)
@@ -190,8 +192,6 @@ def finalize_identity(process: dict[str, object], *, userns_setgroups: bool = Tr
 
 def reset_signals() -> None:
     """Python ignores SIGPIPE (and may catch others); ignored dispositions survive execve, so reset all."""
-    import signal
-
     for sig in range(1, signal.NSIG):
         if sig in (signal.SIGKILL, signal.SIGSTOP):
             continue
@@ -208,9 +208,7 @@ def setup_console(sock_fd: int, process: dict[str, object], mount_console: bool)
     The master travels with SCM_RIGHTS and the pty's path as the message body -- exactly runc's
     protocol, which is what conmon and ``recvtty`` expect.
     """
-    import fcntl
-    import socket
-    import struct
+    import socket  # preloaded by the caller before pivot_root (see builtin.preload)
 
     try:
         master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
@@ -243,8 +241,6 @@ def setup_console(sock_fd: int, process: dict[str, object], mount_console: bool)
 
 def take_console(slave: int) -> None:
     """Make the pty slave stdin/stdout/stderr and our controlling terminal (we are a session leader)."""
-    import fcntl
-
     for fd in (0, 1, 2):
         os.dup2(slave, fd)
     if slave > 2:

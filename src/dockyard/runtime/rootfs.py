@@ -360,6 +360,17 @@ class RootfsSetup:
 
     # --- after pivot -----------------------------------------------------------------------------
     def mask_and_protect(self) -> None:
+        for path in self.linux.get("readonlyPaths") or []:  # type: ignore[attr-defined]
+            try:
+                L.mount(path, path, None, L.MS_BIND | L.MS_REC)
+            except OSError as e:
+                if e.errno == errno.ENOENT:
+                    continue
+                raise RuntimeFailure(f"can't make {path} read-only: {e.strerror}")
+            try:
+                remount(path, L.MS_RDONLY | L.MS_REC)
+            except OSError as e:
+                raise RuntimeFailure(f"can't make {path} read-only: {e.strerror}")
         for path in self.linux.get("maskedPaths") or []:  # type: ignore[attr-defined]
             try:
                 L.mount("/dev/null", path, None, L.MS_BIND)
@@ -372,17 +383,6 @@ class RootfsSetup:
                     L.mount("tmpfs", path, "tmpfs", L.MS_RDONLY)
                 except OSError as e2:
                     raise RuntimeFailure(f"can't mask path {path}: {e2.strerror}")
-        for path in self.linux.get("readonlyPaths") or []:  # type: ignore[attr-defined]
-            try:
-                L.mount(path, path, None, L.MS_BIND | L.MS_REC)
-            except OSError as e:
-                if e.errno == errno.ENOENT:
-                    continue
-                raise RuntimeFailure(f"can't make {path} read-only: {e.strerror}")
-            try:
-                remount(path, L.MS_RDONLY | L.MS_REC)
-            except OSError as e:
-                raise RuntimeFailure(f"can't make {path} read-only: {e.strerror}")
 
     def readonly_root(self) -> None:
         try:

@@ -562,9 +562,7 @@ def parse_mount(value: str, *, cwd: str | None = None) -> Mount:
         elif prop and prop not in PROPAGATION_MODES:
             err = _mount_config_error(mtype, f"invalid propagation mode: {prop}")
         elif not source.replace("\\", "/").startswith("/"):
-            err = _mount_config_error(
-                mtype, f"invalid mount path: '{source}' mount path must be absolute"
-            )
+            err = _mount_config_error(mtype, f"invalid mount path: '{source}' mount path must be absolute")
     if err is None and mtype == "volume" and source == "" and read_only:
         err = _mount_config_error(mtype, "must not set ReadOnly mode when using anonymous volumes")
     if err is None and mtype == "tmpfs" and source != "":
@@ -588,9 +586,7 @@ def parse_mount(value: str, *, cwd: str | None = None) -> Mount:
         volume_subpath=str(vol.get("subpath", "")),
         volume_labels=labels,
         volume_options=vopts,
-        tmpfs_options=tmpfs_data(tmpfs.get("size"), tmpfs.get("mode"), read_only)
-        if mtype == "tmpfs"
-        else "",
+        tmpfs_options=tmpfs_data(tmpfs.get("size"), tmpfs.get("mode"), read_only) if mtype == "tmpfs" else "",
     )
 
 
@@ -728,9 +724,7 @@ def parse_port(value: str) -> list[PortBinding]:
         except ValueError:
             raise InvalidArgument(f"invalid hostPort: {host}")
         if end - start != hend - hstart and end != start:
-            raise InvalidArgument(
-                f"invalid ranges specified for container and host Ports: {ctr} and {host}"
-            )
+            raise InvalidArgument(f"invalid ranges specified for container and host Ports: {ctr} and {host}")
     proto = proto.lower()
     if proto not in ("tcp", "udp", "sctp"):
         raise InvalidArgument(f"invalid proto: {proto}")
@@ -795,9 +789,7 @@ def parse_ulimit(value: str) -> Ulimit:
     soft = _go_atoi64(vals[0])
     hard = _go_atoi64(vals[1]) if len(vals) == 2 else soft
     if hard != -1 and soft > hard:
-        raise InvalidArgument(
-            f"ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
-        )
+        raise InvalidArgument(f"ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}")
     return Ulimit(name, soft, hard)
 
 
@@ -1170,4 +1162,3 @@ class RunOptions:
     def security_options(self) -> list[tuple[str, str]]:
         """Every ``--security-opt`` parsed (see :func:`parse_security_opt`)."""
         return [parse_security_opt(o) for o in self.security_opt]
-

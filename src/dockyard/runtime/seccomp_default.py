@@ -65,7 +65,14 @@ NATIVE_TO_SECCOMP = {
 }
 
 #: The fields of the OCI ``LinuxSeccomp`` object that a Docker profile passes through unchanged.
-_PASSTHROUGH = ("defaultAction", "defaultErrnoRet", "architectures", "flags", "listenerPath", "listenerMetadata")
+_PASSTHROUGH = (
+    "defaultAction",
+    "defaultErrnoRet",
+    "architectures",
+    "flags",
+    "listenerPath",
+    "listenerMetadata",
+)
 
 
 def native_arch(machine: str | None = None) -> str:
@@ -137,7 +144,11 @@ def setup_seccomp(
         for entry in profile.get("archMap") or ():
             if entry.get("architecture") == scmp_arch:
                 out.setdefault("architectures", [])
-                out["architectures"] = [*out["architectures"], scmp_arch, *(entry.get("subArchitectures") or ())]
+                out["architectures"] = [
+                    *out["architectures"],
+                    scmp_arch,
+                    *(entry.get("subArchitectures") or ()),
+                ]
                 break
 
     syscalls = []

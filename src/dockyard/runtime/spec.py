@@ -17,7 +17,6 @@ Deliberate differences from moby's output, all without effect on what runs:
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 import stat
@@ -117,15 +116,30 @@ def _default_mounts() -> list[dict[str, Any]]:
             "source": "devpts",
             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
         },
-        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+        {
+            "destination": "/sys",
+            "type": "sysfs",
+            "source": "sysfs",
+            "options": ["nosuid", "noexec", "nodev", "ro"],
+        },
         {
             "destination": "/sys/fs/cgroup",
             "type": "cgroup",
             "source": "cgroup",
             "options": ["ro", "nosuid", "noexec", "nodev"],
         },
-        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777"]},
+        {
+            "destination": "/dev/mqueue",
+            "type": "mqueue",
+            "source": "mqueue",
+            "options": ["nosuid", "noexec", "nodev"],
+        },
+        {
+            "destination": "/dev/shm",
+            "type": "tmpfs",
+            "source": "shm",
+            "options": ["nosuid", "noexec", "nodev", "mode=1777"],
+        },
     ]
 
 
@@ -285,7 +299,9 @@ def resolve_user(
                 gid = _int_field(groups[0][2])
             else:
                 if gid_arg is None:
-                    raise InvalidArgument(f"unable to find group {group_arg}: no matching entries in group file")
+                    raise InvalidArgument(
+                        f"unable to find group {group_arg}: no matching entries in group file"
+                    )
                 gid = gid_arg
                 if not 0 <= gid <= _MAX_ID:
                     raise _range_error()
@@ -348,13 +364,8 @@ def _str_list(v: Any) -> list[str]:
     return [str(x) for x in v]
 
 
-def command_args(image_config: Mapping[str, Any] | None, opts: RunOptions) -> list[str]:
-    """Docker's entrypoint/cmd rules -> ``process.args`` (without ``--init``).
-
-    ``--entrypoint`` replaces the image's ENTRYPOINT and drops the image's CMD; ``--entrypoint ""``
-    (``[""]``) clears both; a command after the image replaces CMD.
-    """
-    img = image_config or {}
+def _merge_command(img: Mapping[str, Any], opts: RunOptions) -> tuple[list[str], list[str]]:
+    """daemon ``merge()`` + ``mergeAndVerifyConfig``: the effective ``(entrypoint, cmd)``."""
     entrypoint = None if opts.entrypoint is None else list(opts.entrypoint)
     cmd = list(opts.cmd)
     if not entrypoint:
@@ -364,10 +375,19 @@ def command_args(image_config: Mapping[str, Any] | None, opts: RunOptions) -> li
             entrypoint = _str_list(img.get("Entrypoint"))
     if entrypoint == [""]:
         entrypoint = []
-    args = (entrypoint or []) + cmd
-    if not args:
+    return entrypoint, cmd
+
+
+def command_args(image_config: Mapping[str, Any] | None, opts: RunOptions) -> list[str]:
+    """Docker's entrypoint/cmd rules -> ``process.args`` (without ``--init``).
+
+    ``--entrypoint`` replaces the image's ENTRYPOINT and drops the image's CMD; ``--entrypoint ""``
+    (``[""]``) clears both; a command after the image replaces CMD.
+    """
+    entrypoint, cmd = _merge_command(image_config or {}, opts)
+    if not entrypoint and not cmd:
         raise InvalidArgument("no command specified")
-    return args
+    return entrypoint + cmd
 
 
 def container_hostname(opts: RunOptions, container_id: str, host_hostname: str | None = None) -> str:
@@ -379,9 +399,7 @@ def container_hostname(opts: RunOptions, container_id: str, host_hostname: str |
     return container_id[:12]
 
 
-def container_env(
-    image_config: Mapping[str, Any] | None, opts: RunOptions, hostname: str
-) -> list[str]:
+def container_env(image_config: Mapping[str, Any] | None, opts: RunOptions, hostname: str) -> list[str]:
     """The process environment: ``PATH``, ``HOSTNAME``, ``TERM`` (with a tty), image and user env.
 
     As moby: the user's ``-e`` entries win over the image's; a bare ``K`` removes ``K``; entries
@@ -413,14 +431,7 @@ def effective_config(
 ) -> dict[str, Any]:
     """The container's ``Config`` as ``docker inspect`` shows it (user options merged over the image)."""
     img = image_config or {}
-    entrypoint: list[str] | None
-    if opts.entrypoint is None:
-        entrypoint = None if opts.cmd else _str_list(img.get("Entrypoint")) or None
-        if opts.cmd:
-            entrypoint = _str_list(img.get("Entrypoint")) or None
-    else:
-        entrypoint = [e for e in opts.entrypoint if e != ""] or None
-    cmd = list(opts.cmd) or (None if opts.entrypoint else _str_list(img.get("Cmd")) or None)
+    entrypoint, cmd = _merge_command(img, opts)
     labels = dict(img.get("Labels") or {})
     labels.update(opts.labels)
     exposed = dict(img.get("ExposedPorts") or {})
@@ -444,11 +455,11 @@ def effective_config(
         "OpenStdin": opts.stdin_open,
         "StdinOnce": opts.stdin_open and ("stdin" in opts.attach or not opts.attach),
         "Env": _merge_env(opts.env, _str_list(img.get("Env"))),
-        "Cmd": cmd,
+        "Cmd": cmd or None,
         "Image": opts.image,
         "Volumes": volumes or None,
         "WorkingDir": opts.workdir or str(img.get("WorkingDir") or ""),
-        "Entrypoint": entrypoint,
+        "Entrypoint": entrypoint or None,
         "Labels": labels,
         "StopSignal": opts.stop_signal or img.get("StopSignal") or None,
         "StopTimeout": opts.stop_timeout,
@@ -593,9 +604,7 @@ def _validate(opts: RunOptions, *, host_cpus: int | None) -> None:
     if opts.memory == 0 and opts.memory_swap > 0:
         raise InvalidArgument("You should always set the Memory limit when using Memoryswap limit, see usage")
     if opts.memory > 0 and opts.memory_reservation > 0 and opts.memory < opts.memory_reservation:
-        raise InvalidArgument(
-            "Minimum memory limit can not be less than memory reservation limit, see usage"
-        )
+        raise InvalidArgument("Minimum memory limit can not be less than memory reservation limit, see usage")
     if opts.memory_swappiness != -1 and not 0 <= opts.memory_swappiness <= 100:
         raise InvalidArgument(
             f"invalid value: {opts.memory_swappiness}. Valid memory swappiness range is 0-100"
@@ -618,9 +627,7 @@ def _validate(opts: RunOptions, *, host_cpus: int | None) -> None:
     if opts.blkio_weight and not 10 <= opts.blkio_weight <= 1000:
         raise InvalidArgument("Range of blkio weight is from 10 to 1000")
     if not -1000 <= opts.oom_score_adj <= 1000:
-        raise InvalidArgument(
-            f"Invalid value {opts.oom_score_adj}, range for oom score adj is [-1000, 1000]"
-        )
+        raise InvalidArgument(f"Invalid value {opts.oom_score_adj}, range for oom score adj is [-1000, 1000]")
     if opts.shm_size < 0:
         raise InvalidArgument("SHM size can not be less than 0")
     validate_ipc_mode(opts.ipc)
@@ -666,7 +673,9 @@ def _namespaces(opts: RunOptions, paths: Mapping[str, str]) -> list[dict[str, st
     if opts.network.startswith("container:"):
         ns.append(joined("network", opts.network))
     elif opts.network != "host":
-        ns.append({"type": "network", "path": paths["network"]} if "network" in paths else {"type": "network"})
+        ns.append(
+            {"type": "network", "path": paths["network"]} if "network" in paths else {"type": "network"}
+        )
     if opts.uts != "host":
         ns.append({"type": "uts"})
     if opts.pid.startswith("container:"):
@@ -823,7 +832,9 @@ def build_spec(
     if sec.get("no-new-privileges") == "true":
         process["noNewPrivileges"] = True
     if apparmor_enabled:
-        process["apparmorProfile"] = sec.get("apparmor") or ("unconfined" if opts.privileged else "docker-default")
+        process["apparmorProfile"] = sec.get("apparmor") or (
+            "unconfined" if opts.privileged else "docker-default"
+        )
     process["oomScoreAdj"] = opts.oom_score_adj
 
     spec: dict[str, Any] = {"ociVersion": OCI_VERSION, "process": process}
@@ -1001,7 +1012,9 @@ def _mounts(
         ("/etc/hosts", hosts_path),
     ):
         if path and dest not in by_target:
-            user.append(_CMount(source=path, destination=dest, writable=not opts.read_only, propagation="rprivate"))
+            user.append(
+                _CMount(source=path, destination=dest, writable=not opts.read_only, propagation="rprivate")
+            )
     ms = list(user)
     if opts.ipc not in ("", "private", "none") and shm_path and "/dev/shm" not in by_target:
         ms.append(_CMount(source=shm_path, destination="/dev/shm", propagation="rprivate"))
@@ -1045,15 +1058,17 @@ def _mounts(
         out.append({"destination": c.destination, "type": "bind", "source": c.source, "options": options})
 
     if opts.read_only:
-        for m in out:
-            if m["destination"] in ("/proc", "/dev/pts", "/dev/shm", "/dev/mqueue", "/dev"):
+        for mnt in out:
+            if mnt["destination"] in ("/proc", "/dev/pts", "/dev/shm", "/dev/mqueue", "/dev"):
                 continue
-            if m["destination"] not in user_dests and "ro" not in m["options"]:
-                m["options"].append("ro")
+            if mnt["destination"] not in user_dests and "ro" not in mnt["options"]:
+                mnt["options"].append("ro")
     writable_cgroups = opts.privileged or sec.get("writable-cgroups") == "true"
-    for m in out:
-        if (opts.privileged and m["destination"] == "/sys") or (writable_cgroups and m["type"] == "cgroup"):
-            m["options"] = [o for o in m["options"] if o != "ro"]
+    for mnt in out:
+        if (opts.privileged and mnt["destination"] == "/sys") or (
+            writable_cgroups and mnt["type"] == "cgroup"
+        ):
+            mnt["options"] = [o for o in mnt["options"] if o != "ro"]
     return out
 
 
@@ -1072,7 +1087,10 @@ def validate_spec(spec: Mapping[str, Any]) -> list[str]:
 
     need(isinstance(spec.get("ociVersion"), str) and bool(spec.get("ociVersion")), "ociVersion is required")
     root = spec.get("root")
-    need(isinstance(root, Mapping) and isinstance(root.get("path"), str) and bool(root.get("path")), "root.path is required")
+    need(
+        isinstance(root, Mapping) and isinstance(root.get("path"), str) and bool(root.get("path")),
+        "root.path is required",
+    )
     proc = spec.get("process")
     if not isinstance(proc, Mapping):
         problems.append("process is required")
@@ -1086,11 +1104,16 @@ def validate_spec(spec: Mapping[str, Any]) -> list[str]:
         need(isinstance(cwd, str) and cwd.startswith("/"), "process.cwd must be an absolute path")
         user = proc.get("user")
         need(
-            isinstance(user, Mapping) and isinstance(user.get("uid"), int) and isinstance(user.get("gid"), int),
+            isinstance(user, Mapping)
+            and isinstance(user.get("uid"), int)
+            and isinstance(user.get("gid"), int),
             "process.user.uid and process.user.gid are required",
         )
         env = proc.get("env", [])
-        need(isinstance(env, list) and all(isinstance(e, str) and "=" in e for e in env), "process.env must be K=V strings")
+        need(
+            isinstance(env, list) and all(isinstance(e, str) and "=" in e for e in env),
+            "process.env must be K=V strings",
+        )
         for name, rl in enumerate(proc.get("rlimits") or []):
             need(
                 isinstance(rl, Mapping) and str(rl.get("type", "")).startswith("RLIMIT_"),
@@ -1116,7 +1139,9 @@ def validate_spec(spec: Mapping[str, Any]) -> list[str]:
 # --- impure helpers: the host's devices -----------------------------------------------------------
 
 
-def device_from_path(path: str, container_path: str | None = None, permissions: str = "rwm") -> HostDevice | None:
+def device_from_path(
+    path: str, container_path: str | None = None, permissions: str = "rwm"
+) -> HostDevice | None:
     """The device node at ``path`` (``lstat``), or None if it is not a device (reads the host)."""
     st = os.lstat(path)
     if stat.S_ISBLK(st.st_mode):
@@ -1152,7 +1177,7 @@ def resolve_device(mapping: DeviceMapping) -> list[HostDevice]:
         dev = device_from_path(host, mapping.path_in_container, mapping.permissions)
     except OSError as e:
         raise InvalidArgument(
-            f"error gathering device information while adding custom device \"{mapping.path_on_host}\": "
+            f'error gathering device information while adding custom device "{mapping.path_on_host}": '
             f"{e.strerror or e}"
         )
     if dev is not None:
@@ -1164,21 +1189,23 @@ def resolve_device(mapping: DeviceMapping) -> list[HostDevice]:
             for name in sorted(filenames) + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
                 full = os.path.join(dirpath, name)
                 try:
-                    child = device_from_path(full, full.replace(host, mapping.path_in_container, 1), mapping.permissions)
+                    child = device_from_path(
+                        full, full.replace(host, mapping.path_in_container, 1), mapping.permissions
+                    )
                 except OSError:
                     continue
                 if child is not None:
                     out.append(child)
     if not out:
         raise InvalidArgument(
-            f"error gathering device information while adding custom device \"{mapping.path_on_host}\": "
+            f'error gathering device information while adding custom device "{mapping.path_on_host}": '
             "not a device node"
         )
     return out
 
 
 def list_host_devices(root: str = "/dev") -> list[HostDevice]:
-    """Every device node under ``/dev`` for ``--privileged`` (containerd's ``HostDevices``; reads the host)."""
+    """Every device node under ``/dev``, for ``--privileged`` (containerd's ``HostDevices``; impure)."""
     out: list[HostDevice] = []
     try:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
@@ -1190,7 +1217,7 @@ def list_host_devices(root: str = "/dev") -> list[HostDevice]:
                 continue
             out.extend(list_host_devices(entry.path))
             continue
-        if entry.name == "console" and root == "/dev":
+        if entry.name == "console":
             continue
         try:
             dev = device_from_path(entry.path)
@@ -1199,8 +1226,3 @@ def list_host_devices(root: str = "/dev") -> list[HostDevice]:
         if dev is not None:
             out.append(dev)
     return out
-
-
-def copy_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """A deep copy of a spec (specs are plain JSON data)."""
-    return copy.deepcopy(dict(spec))

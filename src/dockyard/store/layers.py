@@ -25,7 +25,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import shutil
 import stat
 import tarfile
 from collections.abc import Iterator, Sequence
@@ -61,7 +60,7 @@ class UnpackStats:
 
 # ---- names ----------------------------------------------------------------------------------
 
-def _split_name(name: str, member: str) -> list[str]:
+def _split_name(name: str, member: str, what: str = "its path") -> list[str]:
     """Clean a member name into path components inside the layer, refusing escapes."""
     absolute = name.startswith("/")
     parts: list[str] = []
@@ -72,7 +71,7 @@ def _split_name(name: str, member: str) -> list[str]:
             if parts:
                 parts.pop()
             elif not absolute:
-                raise UnsafeArchive(f"refusing layer entry {member!r}: its path climbs out of the layer")
+                raise UnsafeArchive(f"refusing layer entry {member!r}: {what} climbs out of the layer")
             continue
         parts.append(comp)
     return parts
@@ -97,11 +96,64 @@ def _is_whiteout_dev(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
+def _rmtree_at(parent_fd: int, name: str) -> None:
+    """Remove directory ``name`` under ``parent_fd`` with everything in it, never following symlinks.
+
+    Iterative and holding one descriptor at a time (climbing back with ``..``), so any depth works:
+    ``shutil.rmtree`` recurses and dies with RecursionError beyond about a thousand levels.
+    """
+    cur = os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+    stack: list[tuple[str, Iterator[str]]] = [(name, iter(os.listdir(cur)))]
+    try:
+        while stack:
+            _, it = stack[-1]
+            for child in it:
+                st = _lstat_at(cur, child)
+                if st is None:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    nfd = os.open(child, _DIR_FLAGS, dir_fd=cur)
+                    os.close(cur)
+                    cur = nfd
+                    stack.append((child, iter(os.listdir(cur))))
+                    break
+                os.unlink(child, dir_fd=cur)
+            else:
+                done, _ = stack.pop()
+                if stack:
+                    nfd = os.open("..", _DIR_FLAGS, dir_fd=cur)
+                    os.close(cur)
+                    cur = nfd
+                    os.rmdir(done, dir_fd=cur)
+    finally:
+        os.close(cur)
+    os.rmdir(name, dir_fd=parent_fd)
+
+
 def _remove_at(dir_fd: int, name: str, st: os.stat_result) -> None:
     if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(name, dir_fd=dir_fd)  # fd-based, never follows symlinks
+        _rmtree_at(dir_fd, name)
     else:
         os.unlink(name, dir_fd=dir_fd)
+
+
+def remove_tree(path: str | Path) -> None:
+    """Delete ``path`` (a directory tree of any depth, or anything else); missing is fine.
+
+    Never follows symlinks inside the tree. Use it instead of ``shutil.rmtree`` for layer and
+    container directories: a layer may hold directories nested deeper than Python's recursion limit.
+    """
+    path = os.path.abspath(path)
+    parent, name = os.path.split(path)
+    if not name:
+        raise ValueError("refusing to remove /")
+    pfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        st = _lstat_at(pfd, name)
+        if st is not None:
+            _remove_at(pfd, name, st)
+    finally:
+        os.close(pfd)
 
 
 def _ns(value: Any) -> int:
@@ -285,7 +337,7 @@ class _Unpacker:
         if ti.islnk():
             if not ti.linkname:
                 raise CorruptData(f"layer entry {member!r}: hard link with an empty target")
-            link_parts = _split_name(ti.linkname, member)
+            link_parts = _split_name(ti.linkname, member, f"its hard link target {ti.linkname!r}")
             if not link_parts:
                 raise UnsafeArchive(f"refusing layer entry {member!r}: hard link to the layer's root")
             if link_parts == parts:
@@ -450,21 +502,37 @@ class _Unpacker:
         except OSError as e:
             raise _err(member, e, "emptying the opaque directory")
 
-    def _prune(self, dfd: int, rel: tuple[str, ...]) -> None:
-        """Remove what lower layers put under ``rel``; keep what this layer created there."""
-        for name in os.listdir(dfd):
-            child = (*rel, name)
-            st = _lstat_at(dfd, name)
-            if st is None:
-                continue
-            if child not in self.touched:
-                _remove_at(dfd, name, st)
-            elif stat.S_ISDIR(st.st_mode):
-                cfd = os.open(name, _DIR_FLAGS, dir_fd=dfd)
-                try:
-                    self._prune(cfd, child)
-                finally:
-                    os.close(cfd)
+    def _prune(self, top_fd: int, top: tuple[str, ...]) -> None:
+        """Remove what lower layers put under ``top``; keep what this layer created there.
+
+        Iterative with one descriptor at a time, like ``_rmtree_at``.
+        """
+        cur = os.dup(top_fd)
+        stack: list[tuple[tuple[str, ...], Iterator[str]]] = [(top, iter(os.listdir(cur)))]
+        try:
+            while stack:
+                rel, it = stack[-1]
+                for name in it:
+                    child = (*rel, name)
+                    st = _lstat_at(cur, name)
+                    if st is None:
+                        continue
+                    if child not in self.touched:
+                        _remove_at(cur, name, st)
+                    elif stat.S_ISDIR(st.st_mode):
+                        nfd = os.open(name, _DIR_FLAGS, dir_fd=cur)
+                        os.close(cur)
+                        cur = nfd
+                        stack.append((child, iter(os.listdir(cur))))
+                        break
+                else:
+                    stack.pop()
+                    if stack:
+                        nfd = os.open("..", _DIR_FLAGS, dir_fd=cur)
+                        os.close(cur)
+                        cur = nfd
+        finally:
+            os.close(cur)
 
     # -- metadata --
 

@@ -1,0 +1,768 @@
+"""Container commands: run, create, start, ps, stop, kill, rm, wait, logs, exec, commit, and friends."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from dockyard.cli.common import Parser, engine, print_json, report
+from dockyard.cli.format import ago, human_duration, short_id, table
+from dockyard.errors import DockyardError, InvalidArgument
+
+
+# ---- run / create ---------------------------------------------------------------------------
+def _add_run_flags(p: Parser) -> None:
+    a = p.add_argument
+    a("-d", "--detach", action="store_true", help="Run container in background and print container ID")
+    a("-i", "--interactive", action="store_true", help="Keep STDIN open even if not attached")
+    a("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
+    a("--rm", action="store_true", help="Automatically remove the container when it exits")
+    a("--name", help="Assign a name to the container")
+    a("-e", "--env", action="append", default=[], help="Set environment variables")
+    a("--env-file", action="append", default=[], help="Read in a file of environment variables")
+    a("-w", "--workdir", default="", help="Working directory inside the container")
+    a("-u", "--user", default="", help="Username or UID (format: <name|uid>[:<group|gid>])")
+    a("--group-add", action="append", default=[], help="Add additional groups to join")
+    a("--entrypoint", default=None, help="Overwrite the default ENTRYPOINT of the image")
+    a("-h", "--hostname", default="", help="Container host name")
+    a("-v", "--volume", action="append", default=[], help="Bind mount a volume")
+    a("--mount", action="append", default=[], help="Attach a filesystem mount to the container")
+    a("--tmpfs", action="append", default=[], help="Mount a tmpfs directory")
+    a("--network", "--net", default="", help="Connect a container to a network")
+    a("-p", "--publish", action="append", default=[], help="Publish a container's port(s) to the host")
+    a("-P", "--publish-all", action="store_true", help="Publish all exposed ports to random ports")
+    a("--memory", "-m", default="", help="Memory limit")
+    a("--memory-swap", default="", help="Swap limit equal to memory plus swap: -1 for unlimited")
+    a("--cpus", default="", help="Number of CPUs")
+    a("--cpu-shares", "-c", type=int, default=0, help="CPU shares (relative weight)")
+    a("--cpuset-cpus", default="", help="CPUs in which to allow execution (0-3, 0,1)")
+    a("--pids-limit", type=int, default=0, help="Tune container pids limit (set -1 for unlimited)")
+    a("--shm-size", default="", help="Size of /dev/shm")
+    a("--read-only", action="store_true", help="Mount the container's root filesystem as read only")
+    a("--privileged", action="store_true", help="Give extended privileges to this container")
+    a("--cap-add", action="append", default=[], help="Add Linux capabilities")
+    a("--cap-drop", action="append", default=[], help="Drop Linux capabilities")
+    a("--security-opt", action="append", default=[], help="Security Options")
+    a("--sysctl", action="append", default=[], help="Sysctl options")
+    a("--ulimit", action="append", default=[], help="Ulimit options")
+    a("--device", action="append", default=[], help="Add a host device to the container")
+    a("--device-cgroup-rule", action="append", default=[], help="Add a rule to the cgroup allowed devices list")
+    a("--gpus", action="append", default=[], help="GPU devices to add to the container ('all' to pass all GPUs)")
+    a("--ipc", default="", help="IPC mode to use")
+    a("--pid", default="", help="PID namespace to use")
+    a("--uts", default="", help="UTS namespace to use")
+    a("--init", action="store_true", default=None, help="Run an init inside the container")
+    a("--label", "-l", action="append", default=[], help="Set meta data on a container")
+    a("--cidfile", default="", help="Write the container ID to the file")
+    a("--stop-signal", default="", help="Signal to stop the container")
+    a("--stop-timeout", type=int, default=None, help="Timeout (in seconds) to stop a container")
+    a("--oom-score-adj", type=int, default=0, help="Tune host's OOM preferences (-1000 to 1000)")
+    a("--runtime", default="", help="Runtime to use for this container (builtin, runc, crun)")
+    a("--platform", default="", help="Set platform if server is multi-platform capable")
+    a("--pull", choices=["always", "missing", "never"], default="missing", help="Pull image before running")
+    a("-a", "--attach", action="append", default=[], help="Attach to STDIN, STDOUT or STDERR")
+    a("--detach-keys", default="", help="Override the key sequence for detaching a container")
+    a("--add-host", action="append", default=[], help="Add a custom host-to-IP mapping (host:ip)")
+    a("--dns", action="append", default=[], help="Set custom DNS servers")
+    a("-q", "--quiet", action="store_true", help="Suppress the pull output")
+    a("image")
+    a("command", nargs="...")
+
+
+def _options(a: Any) -> Any:
+    from dockyard.runtime import runopts as ro
+
+    opts = ro.RunOptions()
+    opts.image = a.image
+    opts.cmd = list(a.command)
+    if a.entrypoint is not None:
+        opts.entrypoint = [a.entrypoint] if a.entrypoint else [""]
+    env: list[str] = []
+    for f in a.env_file:
+        env += ro.parse_env_file(f, os.environ)
+    env += ro.parse_env(a.env, os.environ)
+    opts.env = env
+    opts.workdir = a.workdir
+    if a.workdir and not a.workdir.startswith("/"):
+        raise InvalidArgument(f"the working directory '{a.workdir}' is invalid, it needs to be an absolute path")
+    opts.user = a.user
+    opts.group_add = list(a.group_add)
+    opts.hostname = a.hostname
+    opts.tty = a.tty
+    opts.stdin_open = a.interactive
+    opts.name = a.name or ""
+    opts.labels = dict(ro.parse_label(x) for x in a.label)
+    opts.mounts = [ro.parse_volume(v, cwd=os.getcwd()) for v in a.volume] + [
+        ro.parse_mount(m, cwd=os.getcwd()) for m in a.mount]
+    for m in opts.mounts:
+        if m.type == "bind" and not os.path.exists(m.source):
+            raise InvalidArgument(f"invalid mount config for type \"bind\": bind source path does not exist: {m.source}")
+        if m.type == "volume":
+            raise InvalidArgument(f"named volumes are not supported yet: {m.source}:{m.target} "
+                                  "(use an absolute host path for a bind mount)")
+    opts.tmpfs = dict(ro.parse_tmpfs(t) for t in a.tmpfs)
+    opts.read_only = a.read_only
+    opts.network = ro.parse_network_mode(a.network)
+    if a.publish or a.publish_all:
+        raise InvalidArgument("publishing ports (-p/-P) needs bridge networking, which is not available yet")
+    opts.memory = ro.parse_memory(a.memory) if a.memory else 0
+    opts.memory_swap = ro.parse_memory_swap(a.memory_swap) if a.memory_swap else 0
+    opts.cpus = ro.parse_cpus(a.cpus) if a.cpus else 0
+    opts.cpu_shares = a.cpu_shares
+    opts.cpuset_cpus = a.cpuset_cpus
+    opts.pids_limit = a.pids_limit
+    opts.shm_size = ro.parse_shm_size(a.shm_size) if a.shm_size else 0
+    opts.privileged = a.privileged
+    opts.cap_add = [ro.parse_cap(c) for c in a.cap_add]
+    opts.cap_drop = [ro.parse_cap(c) for c in a.cap_drop]
+    opts.security_opt = list(a.security_opt)
+    for s in a.security_opt:
+        ro.parse_security_opt(s)
+    opts.sysctls = dict(ro.parse_sysctl(s) for s in a.sysctl)
+    opts.ulimits = [ro.parse_ulimit(u) for u in a.ulimit]
+    opts.devices = [ro.parse_device(d) for d in a.device]
+    opts.device_cgroup_rules = [ro.parse_device_cgroup_rule(r) for r in a.device_cgroup_rule]
+    opts.gpus = [ro.parse_gpus(g) for g in a.gpus]
+    opts.ipc = ro.validate_ipc_mode(a.ipc) if a.ipc else ""
+    opts.pid = ro.validate_pid_mode(a.pid) if a.pid else ""
+    opts.uts = ro.validate_uts_mode(a.uts) if a.uts else ""
+    opts.init = a.init
+    opts.stop_signal = a.stop_signal
+    opts.stop_timeout = a.stop_timeout
+    opts.auto_remove = a.rm
+    opts.detach = a.detach
+    opts.extra_hosts = list(a.add_host)
+    opts.dns = list(a.dns)
+    if a.oom_score_adj:
+        opts.oom_score_adj = a.oom_score_adj
+    if a.runtime:
+        opts.runtime = a.runtime  # type: ignore[attr-defined]
+    return opts
+
+
+def _create(eng: Any, a: Any) -> str:
+    from dockyard.ops import containers as ops
+
+    opts = _options(a)
+    if a.pull == "always":
+        from dockyard.ops.pull import pull
+
+        pull(eng, a.image, quiet=a.quiet, out=sys.stderr)
+    if a.pull == "never":
+        eng.resolve_image(a.image)
+    cid = ops.create(eng, a.image, opts, name=a.name, out=sys.stderr)
+    if a.cidfile:
+        if os.path.exists(a.cidfile):
+            raise InvalidArgument(f"container ID file found, make sure the other container isn't running or "
+                                  f"delete {a.cidfile}")
+        with open(a.cidfile, "w") as f:
+            f.write(cid)
+    return cid
+
+
+def run(name: str, argv: list[str]) -> int:
+    p = Parser(name, "[OPTIONS] IMAGE [COMMAND] [ARG...]", "Create and run a new container from an image")
+    _add_run_flags(p)
+    a = p.parse_args(argv)
+    from dockyard.ops import containers as ops
+
+    try:
+        with engine() as eng:
+            cid = _create(eng, a)
+            c = ops.resolve(eng, cid)
+            if a.detach:
+                try:
+                    ops.start(eng, c)
+                except DockyardError:
+                    if a.rm:
+                        ops.remove(eng, ops.resolve(eng, cid), force=True)
+                    raise
+                print(cid)
+                return 0
+            try:
+                sock_path = ops.start(eng, c, wait_attach=True)
+            except DockyardError:
+                if a.rm:
+                    ops.remove(eng, ops.resolve(eng, cid), force=True)
+                raise
+    except DockyardError as e:
+        if e.exit_code == 1:
+            e.exit_code = 125  # `docker run` itself failing
+        raise
+    return _attach_and_wait(sock_path, tty=a.tty, stdin=a.interactive)
+
+
+def _attach_and_wait(sock_path: Any, *, tty: bool, stdin: bool) -> int:
+    from dockyard.runtime import attach
+
+    sock = attach.connect(sock_path)
+    try:
+        code = attach.relay(sock, tty=tty, stdin=stdin)
+    finally:
+        sock.close()
+    if code == attach.DETACHED:
+        return 0
+    return code
+
+
+def create(name: str, argv: list[str]) -> int:
+    p = Parser(name, "[OPTIONS] IMAGE [COMMAND] [ARG...]", "Create a new container")
+    _add_run_flags(p)
+    a = p.parse_args(argv)
+    try:
+        with engine() as eng:
+            print(_create(eng, a))
+    except DockyardError as e:
+        if e.exit_code == 1:
+            e.exit_code = 125
+        raise
+    return 0
+
+
+def start(name: str, argv: list[str]) -> int:
+    p = Parser(name, "[OPTIONS] CONTAINER [CONTAINER...]", "Start one or more stopped containers")
+    p.add_argument("containers", nargs="+")
+    p.add_argument("-a", "--attach", action="store_true", help="Attach STDOUT/STDERR and forward signals")
+    p.add_argument("-i", "--interactive", action="store_true", help="Attach container's STDIN")
+    p.add_argument("--detach-keys", default="")
+    a = p.parse_args(argv)
+    from dockyard.ops import containers as ops
+
+    if (a.attach or a.interactive) and len(a.containers) > 1:
+        raise InvalidArgument("you cannot start and attach multiple containers at once")
+    status = 0
+    with engine() as eng:
+        for n in a.containers:
+            try:
+                c = ops.resolve(eng, n)
+                if a.attach or a.interactive:
+                    sock_path = ops.start(eng, c, wait_attach=True)
+                    return _attach_and_wait(sock_path, tty=c["config"].get("tty", False),
+                                            stdin=a.interactive and c["config"].get("open_stdin", False))
+                ops.start(eng, c)
+                print(n)
+            except DockyardError as e:
+                report(e)
+                status = 1
+    return status
+
+
+def _status_text(c: dict[str, Any], now: float) -> str:
+    st = c["state"]
+    s = st.get("status")
+    if s == "running":
+        return "Up " + human_duration(now - (st.get("started_at") or now))
+    if s == "paused":
+        return "Up " + human_duration(now - (st.get("started_at") or now)) + " (Paused)"
+    if s == "exited":
+        return f"Exited ({st.get('exit_code', 0)}) " + ago(st.get("finished_at"), now)
+    if s == "dead":
+        return "Dead"
+    return "Created"
+
+
+def _command_text(c: dict[str, Any], no_trunc: bool) -> str:
+    args = c["config"].get("args", [])
+    text = " ".join(args)
+    if not no_trunc and len(text) > 20:
+        text = text[:19] + "…"
+    return json.dumps(text, ensure_ascii=False)
+
+
+def ps(name: str, argv: list[str]) -> int:
+    p = Parser(name, "[OPTIONS]", "List containers")
+    p.add_argument("-a", "--all", action="store_true", help="Show all containers (default shows just running)")
+    p.add_argument("-q", "--quiet", action="store_true", help="Only display container IDs")
+    p.add_argument("-l", "--latest", action="store_true", help="Show the latest created container")
+    p.add_argument("-n", "--last", type=int, default=-1, help="Show n last created containers")
+    p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
+    p.add_argument("-s", "--size", action="store_true", help="Display total file sizes")
+    p.add_argument("-f", "--filter", action="append", default=[], help="Filter output based on conditions provided")
+    p.add_argument("--format", help="Format output using a Go template")
+    a = p.parse_args(argv)
+    from dockyard.ops import containers as ops
+
+    filters: dict[str, list[str]] = {}
+    for f in a.filter:
+        k, eq, v = f.partition("=")
+        if not eq:
+            raise InvalidArgument(f"bad format of filter (expected name=value): {f!r}")
+        if k not in ("status", "name", "id", "ancestor", "label", "exited"):
+            raise InvalidArgument(f"invalid filter '{k}'")
+        filters.setdefault(k, []).append(v)
+    now = time.time()
+    with engine() as eng:
+        cs = ops.list_containers(eng)
+        show_all = a.all or a.latest or a.last >= 0 or "status" in filters or "exited" in filters
+        if not show_all:
+            cs = [c for c in cs if c["state"].get("status") in ("running", "paused")]
+        if a.latest:
+            cs = cs[:1]
+        elif a.last >= 0:
+            cs = cs[:a.last]
+        out = []
+        for c in cs:
+            if "status" in filters and c["state"].get("status") not in filters["status"]:
+                continue
+            if "exited" in filters and not (c["state"].get("status") == "exited"
+                                            and str(c["state"].get("exit_code")) in filters["exited"]):
+                continue
+            if "name" in filters and not any(x in c["name"] for x in filters["name"]):
+                continue
+            if "id" in filters and not any(c["id"].startswith(x) for x in filters["id"]):
+                continue
+            if "ancestor" in filters:
+                try:
+                    wanted = {eng.resolve_image(x) for x in filters["ancestor"]}
+                except DockyardError:
+                    wanted = set()
+                if c["image_id"] not in wanted:
+                    continue
+            if "label" in filters:
+                labels = c["config"].get("opts", {}).get("labels") or {}
+                if not all((f.partition("=")[0] in labels) and (not f.partition("=")[1]
+                           or labels[f.partition("=")[0]] == f.partition("=")[2]) for f in filters["label"]):
+                    continue
+            size = ""
+            if a.size:
+                from dockyard.cli.format import human_size
+                from dockyard.store.layers import dir_size
+
+                size = human_size(dir_size(ops.container_dir(eng, c["id"]) / "fs" / "upper"))
+            out.append({
+                "ID": c["id"] if a.no_trunc else c["id"][:12], "Image": c["image_ref"],
+                "Command": _command_text(c, a.no_trunc), "CreatedAt": str(c["created"]),
+                "RunningFor": ago(c["created"], now), "Status": _status_text(c, now), "Ports": "",
+                "Names": c["name"], "Size": size, "State": c["state"].get("status", ""),
+                "Labels": ",".join(f"{k}={v}" for k, v in (c["config"].get("opts", {}).get("labels") or {}).items()),
+            })
+    if a.quiet:
+        text = "\n".join(r["ID"] for r in out)
+    elif a.format:
+        from dockyard.cli.template import format_rows
+
+        text = format_rows(a.format, out, {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
+                                           "RunningFor": "CREATED", "Status": "STATUS", "Ports": "PORTS",
+                                           "Names": "NAMES", "Size": "SIZE", "State": "STATE"})
+    else:
+        headers = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+        rows = [[r["ID"], r["Image"], r["Command"], r["RunningFor"], r["Status"], r["Ports"], r["Names"]]
+                for r in out]
+        if a.size:
+            headers.append("SIZE")
+            for row, r in zip(rows, out, strict=True):
+                row.append(r["Size"])
+        text = table(headers, rows)
+    if text:
+        print(text)
+    return 0
+
+
+def _each(name: str, argv: list[str], usage: str, desc: str, action: Any, extra: Any = None,
+          echo: bool = True) -> int:
+    p = Parser(name, usage, desc)
+    p.add_argument("containers", nargs="+")
+    if extra:
+        extra(p)
+    a = p.parse_args(argv)
+    from dockyard.ops import containers as ops
+
+    status = 0
+    with engine() as eng:
+        for n in a.containers:
+            try:
+                result = action(eng, ops.resolve(eng, n), a)
+                if echo:
+                    print(n if result is None else result)
+            except DockyardError as e:
+                report(e)
+                status = 1
+    return status
+
+
+def stop(name: str, argv: list[str]) -> int:
+    from dockyard.ops import containers as ops
+
+    def extra(p: Parser) -> None:
+        p.add_argument("-t", "--time", "--timeout", type=int, default=None, help="Seconds to wait before killing")
+        p.add_argument("-s", "--signal", default="", help="Signal to send to the container")
+    return _each(name, argv, "[OPTIONS] CONTAINER [CONTAINER...]", "Stop one or more running containers",
+                 lambda eng, c, a: ops.stop(eng, c, a.time), extra)
+
+
+def restart(name: str, argv: list[str]) -> int:
+    from dockyard.ops import containers as ops
+
+    def act(eng: Any, c: dict[str, Any], a: Any) -> None:
+        ops.stop(eng, c, a.time)
+        ops.start(eng, ops.resolve(eng, c["id"]))
+
+    def extra(p: Parser) -> None:
+        p.add_argument("-t", "--time", type=int, default=None, help="Seconds to wait before killing")
+    return _each(name, argv, "[OPTIONS] CONTAINER [CONTAINER...]", "Restart one or more containers", act, extra)
+
+
+def kill(name: str, argv: list[str]) -> int:
+    from dockyard.ops import containers as ops
+
+    def extra(p: Parser) -> None:
+        p.add_argument("-s", "--signal", default="KILL", help="Signal to send to the container")
+    return _each(name, argv, "[OPTIONS] CONTAINER [CONTAINER...]", "Kill one or more running containers",
+                 lambda eng, c, a: ops.kill(eng, c, a.signal), extra)
+
+
+def rm(name: str, argv: list[str]) -> int:
+    from dockyard.ops import containers as ops
+
+    def extra(p: Parser) -> None:
+        p.add_argument("-f", "--force", action="store_true", help="Force the removal of a running container")
+        p.add_argument("-v", "--volumes", action="store_true", help="Remove anonymous volumes")
+        p.add_argument("-l", "--link", action="store_true")
+    return _each(name, argv, "[OPTIONS] CONTAINER [CONTAINER...]", "Remove one or more containers",
+                 lambda eng, c, a: ops.remove(eng, c, force=a.force), extra)
+
+
+def wait(name: str, argv: list[str]) -> int:
+    from dockyard.ops import containers as ops
+
+    return _each(name, argv, "CONTAINER [CONTAINER...]", "Block until containers stop, then print their exit codes",
+                 lambda eng, c, a: ops.wait(eng, c))
+
+
+def pause(name: str, argv: list[str]) -> int:
+    from dockyard.ops import containers as ops
+
+    return _each(name, argv, "CONTAINER [CONTAINER...]", "Pause all processes within one or more containers",
+                 lambda eng, c, a: ops.pause(eng, c))
+
+
+def unpause(name: str, argv: list[str]) -> int:
+    from dockyard.ops import containers as ops
+
+    return _each(name, argv, "CONTAINER [CONTAINER...]", "Unpause all processes within one or more containers",
+                 lambda eng, c, a: ops.unpause(eng, c))
+
+
+def rename(name: str, argv: list[str]) -> int:
+    p = Parser(name, "CONTAINER NEW_NAME", "Rename a container")
+    p.add_argument("container")
+    p.add_argument("new_name")
+    a = p.parse_args(argv)
+    from dockyard.ops import containers as ops
+
+    with engine() as eng:
+        ops.rename(eng, ops.resolve(eng, a.container), a.new_name)
+    return 0
+
+
+def logs(name: str, argv: list[str]) -> int:
+    p = Parser(name, "[OPTIONS] CONTAINER", "Fetch the logs of a container")
+    p.add_argument("container")
+    p.add_argument("-f", "--follow", action="store_true", help="Follow log output")
+    p.add_argument("-n", "--tail", default="all", help='Number of lines to show from the end of the logs')
+    p.add_argument("-t", "--timestamps", action="store_true", help="Show timestamps")
+    p.add_argument("--since", default="", help="Show logs since timestamp or relative (e.g. 42m)")
+    p.add_argument("--until", default="", help="Show logs before a timestamp or relative")
+    p.add_argument("--details", action="store_true")
+    a = p.parse_args(argv)
+    from dockyard.cli.format import parse_rfc3339
+    from dockyard.ops import containers as ops
+
+    with engine() as eng:
+        c = ops.resolve(eng, a.container)
+        path = ops.log_path(eng, c)
+        since = _time_arg(a.since) if a.since else None
+        until = _time_arg(a.until) if a.until else None
+        try:
+            lines = path.read_bytes().splitlines()
+        except FileNotFoundError:
+            lines = []
+        if a.tail != "all":
+            try:
+                n = int(a.tail)
+            except ValueError:
+                raise InvalidArgument(f"invalid value for --tail: {a.tail!r}")
+            lines = lines[-n:] if n > 0 else []
+        pos = path.stat().st_size if path.exists() else 0
+
+        def emit(raw: bytes) -> None:
+            try:
+                rec = json.loads(raw)
+            except ValueError:
+                return
+            ts = parse_rfc3339(rec.get("time"))
+            if since is not None and ts is not None and ts < since:
+                return
+            if until is not None and ts is not None and ts > until:
+                return
+            text = rec.get("log", "")
+            if a.timestamps:
+                text = f"{rec.get('time')} {text}"
+            stream = sys.stdout if rec.get("stream") == "stdout" else sys.stderr
+            stream.write(text)
+            stream.flush()
+
+        for raw in lines:
+            emit(raw)
+        if a.follow:
+            buf = b""
+            while True:
+                c = ops.refresh(eng, ops.resolve(eng, c["id"]))
+                try:
+                    with open(path, "rb") as f:
+                        f.seek(pos)
+                        chunk = f.read()
+                        pos += len(chunk)
+                except FileNotFoundError:
+                    chunk = b""
+                buf += chunk
+                *done, buf = buf.split(b"\n")
+                for raw in done:
+                    emit(raw)
+                if c["state"].get("status") not in ("running", "paused") and not chunk:
+                    break
+                time.sleep(0.1)
+    return 0
+
+
+def _time_arg(value: str) -> float:
+    from dockyard.cli.format import parse_rfc3339
+
+    units = {"s": 1, "m": 60, "h": 3600}
+    if value[-1:] in units and value[:-1].replace(".", "").isdigit():
+        return time.time() - float(value[:-1]) * units[value[-1]]
+    if value.replace(".", "").isdigit():
+        return float(value)
+    ts = parse_rfc3339(value)
+    if ts is None:
+        raise InvalidArgument(f"invalid time value: {value!r}")
+    return ts
+
+
+def attach(name: str, argv: list[str]) -> int:
+    p = Parser(name, "[OPTIONS] CONTAINER", "Attach local standard input, output, and error streams to a running container")
+    p.add_argument("container")
+    p.add_argument("--no-stdin", action="store_true", help="Do not attach STDIN")
+    p.add_argument("--detach-keys", default="")
+    p.add_argument("--sig-proxy", default="true")
+    a = p.parse_args(argv)
+    from dockyard.ops import containers as ops
+
+    with engine() as eng:
+        c = ops.refresh(eng, ops.resolve(eng, a.container))
+        if c["state"].get("status") not in ("running", "paused"):
+            raise InvalidArgument("You cannot attach to a stopped container, start it first")
+        sock_path = ops.container_dir(eng, c["id"]) / "attach.sock"
+    return _attach_and_wait(sock_path, tty=c["config"].get("tty", False),
+                            stdin=not a.no_stdin and c["config"].get("open_stdin", False))
+
+
+def commit(name: str, argv: list[str]) -> int:
+    p = Parser(name, "[OPTIONS] CONTAINER [REPOSITORY[:TAG]]", "Create a new image from a container's changes")
+    p.add_argument("container")
+    p.add_argument("reference", nargs="?")
+    p.add_argument("-m", "--message", default="", help="Commit message")
+    p.add_argument("-a", "--author", default="", help='Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")')
+    p.add_argument("-c", "--change", action="append", default=[], help="Apply Dockerfile instruction to the created image")
+    p.add_argument("-p", "--pause", default="true", help="Pause container during commit")
+    a = p.parse_args(argv)
+    from dockyard.ops import containers as ops
+
+    with engine() as eng:
+        image_id = ops.commit(eng, ops.resolve(eng, a.container), a.reference, message=a.message,
+                              author=a.author, changes=a.change,
+                              pause_it=str(a.pause).lower() not in ("false", "0"))
+    print(image_id)
+    return 0
+
+
+def container_inspect(name: str, argv: list[str]) -> int:
+    p = Parser(name, "[OPTIONS] CONTAINER [CONTAINER...]", "Display detailed information on one or more containers")
+    p.add_argument("containers", nargs="+")
+    p.add_argument("-f", "--format")
+    p.add_argument("-s", "--size", action="store_true")
+    a = p.parse_args(argv)
+    from dockyard.ops import containers as ops
+
+    results = []
+    status = 0
+    with engine() as eng:
+        for n in a.containers:
+            try:
+                results.append(ops.inspect(eng, ops.resolve(eng, n)))
+            except DockyardError as e:
+                report(e)
+                status = 1
+    if a.format:
+        from dockyard.cli.template import render
+
+        for r in results:
+            print(render(a.format, r))
+    else:
+        print_json(results)
+    return status
+
+
+def container_prune(name: str, argv: list[str]) -> int:
+    p = Parser(name, "[OPTIONS]", "Remove all stopped containers")
+    p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+    p.add_argument("--filter", action="append", default=[])
+    a = p.parse_args(argv)
+    from dockyard.ops import containers as ops
+
+    if not a.force and sys.stdin.isatty():
+        sys.stdout.write("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ")
+        sys.stdout.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return 0
+    removed = []
+    with engine() as eng:
+        for c in ops.list_containers(eng):
+            if c["state"].get("status") in ("exited", "created", "dead"):
+                ops.remove(eng, c)
+                removed.append(c["id"])
+    if removed:
+        print("Deleted Containers:")
+        print("\n".join(removed))
+        print()
+    print("Total reclaimed space: 0B")
+    return 0
+
+
+def exec_(name: str, argv: list[str]) -> int:
+    p = Parser(name, "[OPTIONS] CONTAINER COMMAND [ARG...]", "Execute a command in a running container")
+    p.add_argument("-d", "--detach", action="store_true", help="Detached mode: run command in the background")
+    p.add_argument("-i", "--interactive", action="store_true", help="Keep STDIN open even if not attached")
+    p.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
+    p.add_argument("-e", "--env", action="append", default=[], help="Set environment variables")
+    p.add_argument("-w", "--workdir", default="", help="Working directory inside the container")
+    p.add_argument("-u", "--user", default="", help="Username or UID")
+    p.add_argument("--privileged", action="store_true")
+    p.add_argument("container")
+    p.add_argument("command", nargs="...")
+    a = p.parse_args(argv)
+    if not a.command:
+        raise InvalidArgument('"dockyard exec" requires at least 2 arguments.')
+    from dockyard.ops import execs
+
+    with engine() as eng:
+        return execs.exec_in(eng, a.container, a.command, tty=a.tty, interactive=a.interactive,
+                             detach=a.detach, env=a.env, workdir=a.workdir, user=a.user,
+                             privileged=a.privileged)
+
+
+def top(name: str, argv: list[str]) -> int:
+    p = Parser(name, "CONTAINER [ps OPTIONS]", "Display the running processes of a container")
+    p.add_argument("container")
+    a = p.parse_args(argv)
+    from dockyard.ops import containers as ops
+
+    with engine() as eng:
+        c = ops.refresh(eng, ops.resolve(eng, a.container))
+        if c["state"].get("status") not in ("running", "paused"):
+            raise InvalidArgument(f"container {c['id'][:12]} is not running")
+        pids = _container_pids(c["state"]["pid"])
+    rows = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                st = dict(line.split(":\t", 1) for line in f.read().splitlines() if ":\t" in line)
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            uid = st.get("Uid", "0").split()[0]
+            rows.append([_user_name(uid), str(pid), st.get("PPid", "").strip(), cmd or st.get("Name", "").strip()])
+        except OSError:
+            continue
+    print(table(["UID", "PID", "PPID", "CMD"], rows))
+    return 0
+
+
+def _user_name(uid: str) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(int(uid)).pw_name
+    except (KeyError, ValueError):
+        return uid
+
+
+def _container_pids(init_pid: int) -> list[int]:
+    """The init and its descendants (host pids), found through /proc's children lists."""
+    out, stack = [], [init_pid]
+    while stack:
+        pid = stack.pop()
+        out.append(pid)
+        try:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{tid}/children") as f:
+                    stack += [int(x) for x in f.read().split()]
+        except OSError:
+            continue
+    return sorted(set(out))
+
+
+def diff(name: str, argv: list[str]) -> int:
+    p = Parser(name, "CONTAINER", "Inspect changes to files or directories on a container's filesystem")
+    p.add_argument("container")
+    a = p.parse_args(argv)
+    from dockyard.ops import containers as ops
+    from dockyard.store import layers
+
+    with engine() as eng:
+        c = ops.resolve(eng, a.container)
+        upper = ops.container_dir(eng, c["id"]) / "fs" / "upper"
+        lowers = [eng.layers.diff_path(x) for x in c["config"]["chain"]]
+        for kind, path in layers.changes(upper, lowers):
+            print(f"{kind} {path}")
+    return 0
+
+
+def export(name: str, argv: list[str]) -> int:
+    p = Parser(name, "[OPTIONS] CONTAINER", "Export a container's filesystem as a tar archive")
+    p.add_argument("container")
+    p.add_argument("-o", "--output", default="", help="Write to a file, instead of STDOUT")
+    a = p.parse_args(argv)
+    if not a.output and sys.stdout.isatty():
+        raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+    from dockyard.ops import containers as ops
+
+    with engine() as eng:
+        ops.export(eng, ops.resolve(eng, a.container), a.output or None)
+    return 0
+
+
+def cp(name: str, argv: list[str]) -> int:
+    p = Parser(name, "[OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n       dockyard cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH",
+               "Copy files/folders between a container and the local filesystem")
+    p.add_argument("src")
+    p.add_argument("dest")
+    p.add_argument("-a", "--archive", action="store_true")
+    p.add_argument("-L", "--follow-link", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    a = p.parse_args(argv)
+    from dockyard.ops import containers as ops
+
+    with engine() as eng:
+        ops.copy(eng, a.src, a.dest)
+    return 0
+
+
+def port(name: str, argv: list[str]) -> int:
+    p = Parser(name, "CONTAINER [PRIVATE_PORT[/PROTO]]", "List port mappings or a specific mapping for the container")
+    p.add_argument("container")
+    p.add_argument("port", nargs="?")
+    a = p.parse_args(argv)
+    from dockyard.ops import containers as ops
+
+    with engine() as eng:
+        ops.resolve(eng, a.container)
+    if a.port:
+        raise InvalidArgument(f"Error: No public port '{a.port}' published for {a.container}")
+    return 0
+
+
+def _short(x: str) -> str:
+    return short_id(x)

@@ -1,0 +1,278 @@
+"""``push``: upload an image's layers, config and manifest to a registry.
+
+Local layers are stored as uncompressed tars (``application/vnd.oci.image.layer.v1.tar``); they are
+compressed with gzip for the registry (level ``DOCKYARD_PUSH_GZIP_LEVEL``, default 1: pushing is
+usually limited by the CPU, not the network, and gzip -1 loses little over -6 on layers). The
+compressed blob is kept in the content store and remembered in ``distribution/gzip/<hex>.json``
+(source digest -> compressed digest), so a second push neither compresses again nor changes a
+digest. Pulled layers are already compressed and pushed as they are.
+
+Per layer, as Docker: ``HEAD`` (``Layer already exists``), else a cross-repository mount from a
+repository of the same registry that the image (or another image with that layer) was pulled from
+or pushed to, known from RepoDigests (``Mounted from x/y``), else an upload (``Pushed``). Then the
+config, then the manifest under the tag; the manifest's digest becomes a RepoDigest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from dockyard.digest import hex_of, sha256_bytes
+from dockyard.errors import BlobNotFound, ImageNotFound, InvalidArgument, RegistryError
+from dockyard.image import reference
+from dockyard.image.oci import (
+    DOCKER_CONFIG,
+    DOCKER_LAYER_GZIP,
+    DOCKER_MANIFEST,
+    OCI_CONFIG,
+    OCI_LAYER,
+    OCI_LAYER_GZIP,
+    OCI_LAYER_ZSTD,
+    OCI_MANIFEST,
+    Descriptor,
+    ImageConfig,
+    Manifest,
+)
+from dockyard.registry.config import RegistryConfig
+from dockyard.registry.progress import Progress
+
+if TYPE_CHECKING:
+    from dockyard.engine import Engine
+    from dockyard.image.reference import Reference
+    from dockyard.registry.client import RegistryClient
+
+GZIP_TYPES = (OCI_LAYER_GZIP, DOCKER_LAYER_GZIP)
+
+
+@dataclass
+class _Layer:
+    index: int
+    diff_id: str
+    source_digest: str  # the blob in the local store
+    source_type: str
+    source_size: int
+    digest: str = ""  # the blob as pushed
+    size: int = 0
+    media_type: str = ""
+
+
+# ---- the compressed-blob cache ------------------------------------------------------------------
+def _cache_path(eng: Engine, digest: str) -> Path:
+    return eng.root / "distribution" / "gzip" / f"{hex_of(digest)}.json"
+
+
+def compressed_blob(eng: Engine, digest: str, level: int) -> tuple[str, int]:
+    """(digest, size) of the gzip form of an uncompressed layer blob, made once and cached."""
+    path = _cache_path(eng, digest)
+    try:
+        d = json.loads(path.read_text())
+        if eng.content.has(d["digest"]) and eng.content.info(d["digest"]).size == d["size"]:
+            return str(d["digest"]), int(d["size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    from dockyard.store.compression import CompressingWriter
+
+    with eng.content.open(digest) as src, eng.content.writer() as w:
+        cw = CompressingWriter("gzip", w, level=max(1, level))  # type: ignore[arg-type]
+        while chunk := src.read(1 << 20):
+            cw.write(chunk)
+        cw.close()
+        blob = w.commit(what="compressed layer")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump({"digest": blob.digest, "size": blob.size, "source": digest, "level": level}, f)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return blob.digest, blob.size
+
+
+def mount_candidates(eng: Engine, ref: Reference, source_digest: str) -> list[str]:
+    """Repositories of ``ref``'s registry (other than ``ref``'s) known to hold a layer."""
+    rows = eng.db.conn.execute(
+        "SELECT DISTINCT rd.name FROM repo_digests rd JOIN image_layers il ON il.image_id = rd.image_id"
+        " WHERE il.blob_digest = ? ORDER BY rd.name", (source_digest,)).fetchall()
+    out: list[str] = []
+    for (name,) in rows:
+        try:
+            r = reference.parse(name)
+        except InvalidArgument:
+            continue
+        if r.domain == ref.domain and r.path != ref.path and r.path not in out:
+            out.append(r.path)
+    return out
+
+
+class Pusher:
+    def __init__(self, eng: Engine, *, config: RegistryConfig | None = None,
+                 progress: Progress | None = None) -> None:
+        self.eng = eng
+        self.config = config or RegistryConfig.from_env()
+        self.progress = progress or Progress(quiet=True)
+        self._client: RegistryClient | None = None
+
+    def client(self, domain: str) -> RegistryClient:
+        from dockyard.registry.client import RegistryClient
+
+        if self._client is None or self._client.domain != domain:
+            self._client = RegistryClient(domain, config=self.config)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    def push(self, ref: Reference, image_id: str) -> tuple[str, int]:
+        """Push ``image_id`` as ``ref`` (with a tag); returns (manifest digest, manifest size)."""
+        eng = self.eng
+        client = self.client(ref.domain)
+        rec = eng.image_record(image_id)
+        cfg_raw = eng.content.read(rec.config_digest)
+        cfg = ImageConfig.parse(cfg_raw)
+        rows = eng.db.image_layers(image_id)
+        if len(rows) != len(cfg.diff_ids):
+            raise ImageNotFound(f"image {image_id[:19]}: its layer records do not match its config")
+        docker = rec.manifest_media_type == DOCKER_MANIFEST
+        layers = [_Layer(i, cfg.diff_ids[i], r["blob_digest"], r["blob_media_type"], r["blob_size"])
+                  for i, r in enumerate(rows)]
+        if docker and any(x.source_type == OCI_LAYER_ZSTD for x in layers):
+            docker = False  # Docker's manifest type has no zstd layers
+        for x in layers:
+            if not eng.content.has(x.source_digest):
+                raise BlobNotFound(f"layer {x.diff_id}: blob {x.source_digest} is missing from the store; "
+                                   f"pull or load the image again")
+        p = self.progress
+        display = list(reversed(layers))  # Docker lists the top layer first
+        for x in display:
+            p.update(_sid(x.diff_id), "Preparing")
+        n = self.config.max_concurrent_uploads
+        for x in display[n:]:
+            p.update(_sid(x.diff_id), "Waiting")
+        with ThreadPoolExecutor(max_workers=max(1, min(n, len(layers))), thread_name_prefix="push") as pool:
+            futs = [pool.submit(self._push_layer, client, ref, x, docker) for x in display]
+            errors = [f.exception() for f in futs]
+        for e in errors:
+            if e is not None:
+                raise e
+        # The config, then the manifest (the original bytes when nothing changed, to keep its digest).
+        if client.blob_exists(ref.path, rec.config_digest, push=True) is None:
+            client.upload_blob(ref.path, rec.config_digest, len(cfg_raw),
+                               lambda: eng.content.open(rec.config_digest))
+        mt = DOCKER_MANIFEST if docker else OCI_MANIFEST
+        cfg_desc = Descriptor(DOCKER_CONFIG if docker else OCI_CONFIG, rec.config_digest, len(cfg_raw))
+        descs = [Descriptor(x.media_type, x.digest, x.size) for x in layers]
+        body = self._original_manifest(rec.manifest_digest, mt, cfg_desc, descs)
+        if body is None:
+            body = Manifest.build(cfg_desc, descs, mt).raw
+        digest = sha256_bytes(body)
+        got = client.put_manifest(ref.path, ref.tag or "latest", body, mt)
+        if got and got.startswith("sha256:") and got != digest:
+            raise RegistryError(f"{ref.familiar}: the registry stored the manifest as {got}, "
+                                f"expected {digest}")
+        eng.db.add_repo_digest(f"{ref.repository}@{digest}", image_id)
+        return digest, len(body)
+
+    def _original_manifest(self, manifest_digest: str | None, mt: str, cfg: Descriptor,
+                           layers: list[Descriptor]) -> bytes | None:
+        if not manifest_digest or not self.eng.content.has(manifest_digest):
+            return None
+        raw = self.eng.content.read(manifest_digest)
+        try:
+            m = Manifest.parse(raw)
+        except Exception:
+            return None
+        same = (m.media_type == mt and m.config.digest == cfg.digest
+                and m.config.media_type == cfg.media_type
+                and [(x.media_type, x.digest, x.size) for x in m.layers]
+                == [(x.media_type, x.digest, x.size) for x in layers])
+        return raw if same else None
+
+    def _push_layer(self, client: RegistryClient, ref: Reference, x: _Layer, docker: bool) -> None:
+        eng = self.eng
+        p = self.progress
+        sid = _sid(x.diff_id)
+        if x.source_type == OCI_LAYER:
+            x.digest, x.size = compressed_blob(eng, x.source_digest, self.config.push_gzip_level)
+            x.media_type = DOCKER_LAYER_GZIP if docker else OCI_LAYER_GZIP
+        else:
+            x.digest, x.size = x.source_digest, x.source_size
+            x.media_type = x.source_type
+            if x.source_type in GZIP_TYPES:
+                x.media_type = DOCKER_LAYER_GZIP if docker else OCI_LAYER_GZIP
+        if client.blob_exists(ref.path, x.digest, push=True) is not None:
+            p.update(sid, "Layer already exists")
+            return
+        sources = mount_candidates(eng, ref, x.source_digest)
+        if x.digest != x.source_digest:
+            sources += [s for s in mount_candidates(eng, ref, x.digest) if s not in sources]
+        for src in sources[:3]:
+            if client.mount_blob(ref.path, x.digest, src):
+                p.update(sid, f"Mounted from {src}")
+                return
+        sent = [0]
+
+        def on_bytes(n: int) -> None:
+            sent[0] += n
+            p.update(sid, "Pushing", sent[0], x.size)
+
+        p.update(sid, "Pushing", 0, x.size)
+        client.upload_blob(ref.path, x.digest, x.size, lambda: eng.content.open(x.digest), on_bytes=on_bytes)
+        p.update(sid, "Pushed")
+
+
+def _sid(diff_id: str) -> str:
+    return diff_id.split(":", 1)[-1][:12]
+
+
+def push(eng: Engine, name: str, quiet: bool = False, out: TextIO | None = None,
+         all_tags: bool = False) -> str:
+    """``docker push``: returns the manifest digest (of the last tag pushed with ``all_tags``)."""
+    out = out if out is not None else sys.stdout
+    progress = Progress(out, quiet=quiet)
+    ref = reference.parse(name, default_tag=False)
+    if ref.digest:
+        raise InvalidArgument(f"cannot push a digest reference: {name}")
+    if all_tags and ref.tag:
+        raise InvalidArgument("tag can't be used with --all-tags/-a")
+    if all_tags:
+        tags = sorted({reference.parse(t).tag or "latest" for rec in eng.db.images() for t in rec.tags
+                       if reference.parse(t).repository == ref.repository})
+        if not tags:
+            raise ImageNotFound(f"An image does not exist locally with the tag: {ref.familiar_repository}")
+    else:
+        if ref.tag is None:
+            progress.line("Using default tag: latest")
+        tags = [ref.tag or "latest"]
+    targets = []
+    for t in tags:
+        try:
+            targets.append((ref.with_tag(t), eng.resolve_image(str(ref.with_tag(t)))))
+        except ImageNotFound:
+            raise ImageNotFound(f"An image does not exist locally with the tag: "
+                                f"{ref.familiar_repository if t == 'latest' else ref.with_tag(t).familiar}")
+    progress.line(f"The push refers to repository [{ref.repository}]")
+    pusher = Pusher(eng, progress=progress)
+    digest = ""
+    try:
+        with eng.layers.using():  # no GC may remove the compressed blobs made for the push
+            for r, image_id in targets:
+                digest, size = pusher.push(r, image_id)
+                progress.line(f"{r.tag}: digest: {digest} size: {size}")
+    finally:
+        pusher.close()
+    if quiet:
+        out.write(f"{ref.with_tag(tags[-1])}\n" if not all_tags else f"{ref.repository}\n")
+        out.flush()
+    return digest

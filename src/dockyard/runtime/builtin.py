@@ -1,0 +1,981 @@
+"""Dockyard's built-in OCI runtime: runc's lifecycle, implemented with ``os.fork`` and ctypes.
+
+Process layout of ``create`` (no interpreter is ever re-executed)::
+
+    caller (engine or dockyard-runtime CLI)          -- validates, creates the cgroup, builds seccomp
+      └─ fork: intermediate                          -- joins the cgroup and ``path`` namespaces,
+           │                                            unshares user ns (caller writes the id maps),
+           │                                            unshares the rest, forks, reports the pid, exits
+           └─ fork: init (pid 1 of a new pid ns)     -- mounts, devices, pivot_root, sysctl, console,
+                                                        masks, rlimits, user, caps; reports "ready";
+                                                        blocks opening ``exec.fifo`` for write
+
+Because the intermediate exits, the init is re-parented to the caller's nearest child subreaper (the
+engine's monitor sets ``PR_SET_CHILD_SUBREAPER``), never to a long-lived runtime.  ``start`` opens the
+fifo for reading, which releases the init; the init writes ``0``, runs startContainer hooks, loads
+seccomp and ``execve``s.  The fifo's write end is close-on-exec, so ``start`` reads until EOF: extra
+bytes mean the exec failed and carry the error, which ``start`` raises -- an exact "did it exec?" answer.
+
+Messages from children to the caller travel over a pipe as ``<kind> <payload>\\n`` lines (each under
+PIPE_BUF, so lines from the two children never interleave): ``pid N``, ``usermap``, ``hooks``,
+``ready``, ``error {"type":..., "msg":...}``.  The caller answers ``ok``/``fail`` on a second pipe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+from ..errors import (
+    CommandNotExecutable,
+    CommandNotFound,
+    Conflict,
+    ContainerNotFound,
+    DockyardError,
+    InvalidArgument,
+    RuntimeFailure,
+)
+from . import cgroups as CG
+from . import linux as L
+from .hooks import hooks_of, run_hooks, warn
+from .process import (
+    apply_rlimits,
+    build_env,
+    chdir_cwd,
+    exec_error,
+    finalize_identity,
+    look_path,
+    reset_signals,
+    resolve_user,
+    setup_console,
+    take_console,
+)
+from .state import (
+    CONFIG_FILE,
+    FIFO_FILE,
+    OCI_VERSION,
+    OCIState,
+    StateStore,
+    pid_alive,
+    rfc3339_now,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+DEFAULT_ROOT = "/run/dockyard/runtime"
+_NS_ORDER = ("user", "mount")  # user first (it owns the others), mount last (paths above stay valid)
+
+
+# --- child <-> caller messages -----------------------------------------------------------------------
+class _Channel:
+    """Line-oriented reader over a pipe fd."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buf = b""
+
+    def recv(self) -> tuple[str, str] | None:
+        while b"\n" not in self.buf:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except InterruptedError:
+                continue
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        kind, _, payload = line.decode(errors="replace").partition(" ")
+        return kind, payload
+
+
+def _send(fd: int, kind: str, payload: str = "") -> None:
+    os.write(fd, f"{kind} {payload}\n".encode())
+
+
+def _error_payload(exc: BaseException) -> str:
+    if isinstance(exc, CommandNotFound):
+        kind = "notfound"
+    elif isinstance(exc, CommandNotExecutable):
+        kind = "notexec"
+    elif isinstance(exc, DockyardError):
+        kind = "failure"
+    elif isinstance(exc, OSError):
+        kind = "failure"
+        exc = RuntimeFailure(f"{exc.strerror or exc}{': ' + str(exc.filename) if exc.filename else ''}")
+    else:
+        kind = "failure"
+        exc = RuntimeFailure(f"{type(exc).__name__}: {exc}")
+    return json.dumps({"type": kind, "msg": str(exc)[:3500]})
+
+
+def _raise_payload(payload: str) -> NoReturn:
+    try:
+        data = json.loads(payload)
+        kind, msg = data["type"], data["msg"]
+    except (ValueError, KeyError, TypeError):
+        kind, msg = "failure", payload
+    if kind == "notfound":
+        raise CommandNotFound(msg)
+    if kind == "notexec":
+        raise CommandNotExecutable(msg)
+    raise RuntimeFailure(msg)
+
+
+# --- config helpers ----------------------------------------------------------------------------------
+def load_config(bundle: str) -> dict[str, object]:
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path, "rb") as f:
+            cfg = json.loads(f.read())
+    except FileNotFoundError:
+        raise InvalidArgument(f"JSON specification file {path} not found")
+    except ValueError as e:
+        raise InvalidArgument(f"invalid JSON in {path}: {e}")
+    if not isinstance(cfg, dict):
+        raise InvalidArgument(f"{path}: the configuration must be a JSON object")
+    proc = cfg.get("process")
+    if not isinstance(proc, dict) or not proc.get("args"):
+        raise InvalidArgument(f"{path}: process.args must be a non-empty list")
+    root = cfg.get("root")
+    if not isinstance(root, dict) or not root.get("path"):
+        raise InvalidArgument(f"{path}: root.path is required")
+    return cfg
+
+
+def _linux(cfg: dict[str, object]) -> dict[str, object]:
+    linux = cfg.get("linux")
+    return linux if isinstance(linux, dict) else {}
+
+
+def _ns_plan(linux: dict[str, object]) -> tuple[int, list[tuple[str, str]], set[str]]:
+    """(clone flags to unshare, [(type, path) to setns], all types) from linux.namespaces."""
+    flags = 0
+    joins: list[tuple[str, str]] = []
+    types: set[str] = set()
+    for ns in linux.get("namespaces") or []:  # type: ignore[attr-defined]
+        t = str(ns.get("type"))
+        if t not in L.NAMESPACES:
+            raise InvalidArgument(f"namespace type {t!r} is not supported")
+        if t in types:
+            raise InvalidArgument(f"malformed spec: duplicated namespace {t!r}")
+        types.add(t)
+        if ns.get("path"):
+            joins.append((t, str(ns["path"])))
+        else:
+            flags |= L.NAMESPACES[t][0]
+    joins.sort(key=lambda j: (0 if j[0] == "user" else 2 if j[0] == "mount" else 1))
+    return flags, joins, types
+
+
+def _parse_signal(sig: int | str) -> int:
+    if isinstance(sig, int):
+        return sig
+    s = sig.strip().upper()
+    if s.isdigit():
+        return int(s)
+    if not s.startswith("SIG"):
+        s = "SIG" + s
+    try:
+        return int(getattr(signal, s))
+    except AttributeError:
+        raise InvalidArgument(f"unknown signal {sig!r}")
+
+
+def _write_pid_file(path: str, pid: int) -> None:
+    path = os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)
+
+
+def _connect_console(path: str) -> int:
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+    except OSError as e:
+        s.close()
+        raise RuntimeFailure(f"failed to connect to console socket {path}: {e.strerror}")
+    return s.detach()
+
+
+def _write_id_maps(pid: int, linux: dict[str, object]) -> None:
+    for key, name in (("uidMappings", "uid_map"), ("gidMappings", "gid_map")):
+        maps = linux.get(key) or []
+        text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)  # type: ignore[attr-defined]
+        if not text:
+            raise RuntimeFailure(f"a new user namespace needs linux.{key}")
+        try:
+            with open(f"/proc/{pid}/{name}", "w") as f:
+                f.write(text)
+        except OSError as e:
+            raise RuntimeFailure(f"failed to write {name} for the container: {e.strerror}")
+
+
+def _host_id(maps: list[dict[str, int]], cid: int) -> int:
+    for m in maps:
+        if m["containerID"] <= cid < m["containerID"] + m["size"]:
+            return m["hostID"] + cid - m["containerID"]
+    return cid
+
+
+_SYSCTL_NS = (
+    ("kernel.msgmax", "ipc"), ("kernel.msgmnb", "ipc"), ("kernel.msgmni", "ipc"), ("kernel.sem", "ipc"),
+    ("kernel.shmall", "ipc"), ("kernel.shmmax", "ipc"), ("kernel.shmmni", "ipc"),
+    ("kernel.shm_rmid_forced", "ipc"), ("fs.mqueue.", "ipc"), ("net.", "network"),
+    ("kernel.hostname", "uts"), ("kernel.domainname", "uts"),
+)  # fmt: skip
+
+
+def _check_sysctls(sysctl: dict[str, str], types: set[str]) -> None:
+    """runc's validation: a sysctl is only allowed if the namespace it belongs to is the container's."""
+    for key in sysctl:
+        for prefix, ns in _SYSCTL_NS:
+            if key == prefix or (prefix.endswith(".") and key.startswith(prefix)):
+                if ns not in types:
+                    where = {"ipc": "IPC", "network": "network", "uts": "UTS"}[ns]
+                    raise RuntimeFailure(f"sysctl {key!r} is not allowed in the host's {where} namespace")
+                break
+        else:
+            raise RuntimeFailure(f"sysctl {key!r} is not in a separate kernel namespace")
+
+
+def preload(config: dict[str, object], process: dict[str, object]) -> None:
+    """Import, before fork, every module the children import lazily.
+
+    After ``pivot_root`` the container cannot see the host's Python standard library, so a lazy import
+    there fails with ModuleNotFoundError.  Only what this config needs is loaded (socket and subprocess
+    cost milliseconds).
+    """
+    if process.get("terminal"):
+        import socket  # noqa: F401
+    if isinstance(config.get("hooks"), dict) and config["hooks"]:
+        import subprocess  # noqa: F401
+    from . import rootfs  # noqa: F401
+
+
+# --- the forked children ---------------------------------------------------------------------------
+class _Child:
+    """Everything the two forked children need; built by the caller before ``fork``."""
+
+    def __init__(self, **kw: object) -> None:
+        self.config: dict[str, object] = kw["config"]  # type: ignore[assignment]
+        self.linux = _linux(self.config)
+        self.process: dict[str, object] = kw["process"]  # type: ignore[assignment]
+        self.bundle = str(kw.get("bundle") or "")
+        self.rootfs = str(kw.get("rootfs") or "")
+        self.cg: CG.Cgroup = kw["cg"]  # type: ignore[assignment]
+        self.seccomp = kw.get("seccomp")
+        self.new_flags = int(kw.get("new_flags") or 0)  # type: ignore[call-overload]
+        self.joins: list[tuple[str, str]] = kw.get("joins") or []  # type: ignore[assignment]
+        self.types: set[str] = kw.get("types") or set()  # type: ignore[assignment]
+        self.c2p = int(kw["c2p"])  # type: ignore[call-overload]
+        self.p2c = int(kw["p2c"])  # type: ignore[call-overload]
+        self.stdio: tuple[int, int, int] | None = kw.get("stdio")  # type: ignore[assignment]
+        self.console_fd: int | None = kw.get("console_fd")  # type: ignore[assignment]
+        self.no_pivot = bool(kw.get("no_pivot"))
+        self.fifo = str(kw.get("fifo") or "")
+        self.sync_hooks = bool(kw.get("sync_hooks"))
+        self.wait_child = bool(kw.get("wait_child"))
+
+    # intermediate -------------------------------------------------------------------------------
+    def intermediate(self, is_exec: bool) -> NoReturn:
+        code = 1
+        try:
+            self.cg.join(0)
+            if not is_exec and self.process.get("oomScoreAdj") is not None:
+                try:
+                    with open("/proc/self/oom_score_adj", "w") as f:
+                        f.write(str(self.process["oomScoreAdj"]))
+                except OSError as e:
+                    raise RuntimeFailure(
+                        f"failed to set oomScoreAdj to {self.process['oomScoreAdj']}: {e.strerror}"
+                        + (" (lowering it needs CAP_SYS_RESOURCE)" if e.errno == 13 else "")
+                    )
+            fds = []
+            for t, path in self.joins:
+                try:
+                    fds.append((t, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+                except OSError as e:
+                    raise RuntimeFailure(f"failed to open {t} namespace {path}: {e.strerror}")
+            for t, fd in fds:
+                try:
+                    L.setns(fd, L.NAMESPACES[t][0])
+                except OSError as e:
+                    raise RuntimeFailure(f"failed to join {t} namespace: {e.strerror}")
+                os.close(fd)
+            if self.new_flags & L.CLONE_NEWUSER:
+                L.unshare(L.CLONE_NEWUSER)
+                _send(self.c2p, "usermap")
+                reply = _Channel(self.p2c).recv()
+                if reply is None or reply[0] != "ok":
+                    os._exit(1)
+                os.setresgid(0, 0, 0)
+                os.setresuid(0, 0, 0)
+            rest = self.new_flags & ~L.CLONE_NEWUSER
+            if rest:
+                try:
+                    L.unshare(rest)
+                except OSError as e:
+                    raise RuntimeFailure(f"failed to create namespaces: {e.strerror}")
+            if rest & L.CLONE_NEWTIME:
+                self._time_offsets()
+            pid = os.fork()
+            if pid == 0:
+                if is_exec:
+                    self.exec_child()
+                self.init()
+            _send(self.c2p, "pid", str(pid))
+            code = 0
+            if self.wait_child:
+                os.close(self.c2p)
+                _, status = os.waitpid(pid, 0)
+                code = os.waitstatus_to_exitcode(status)
+                code = 128 - code if code < 0 else code
+        except BaseException as e:
+            try:
+                _send(self.c2p, "error", _error_payload(e))
+            except OSError:
+                pass
+        finally:
+            os._exit(code)
+        raise AssertionError("unreachable")
+
+    def _time_offsets(self) -> None:
+        offsets = self.linux.get("timeOffsets")
+        if not isinstance(offsets, dict):
+            return
+        lines = "".join(
+            f"{clock} {int(v.get('secs', 0))} {int(v.get('nanosecs', 0))}\n" for clock, v in offsets.items()
+        )
+        with open("/proc/self/timens_offsets", "w") as f:
+            f.write(lines)
+
+    # container init -------------------------------------------------------------------------------
+    def init(self) -> NoReturn:
+        from .rootfs import RootfsSetup  # preloaded
+
+        ready = False
+        wfd = -1
+        try:
+            os.setsid()
+            self._dup_stdio()
+            fifo_path_fd = os.open(self.fifo, os.O_PATH | os.O_CLOEXEC)
+            cgroupns = bool(self.new_flags & L.CLONE_NEWCGROUP)
+            sources = [(name, path, self._controllers(name)) for name, path in self.cg.bind_sources()]
+            rs = RootfsSetup(self.config, self.bundle, self.rootfs, userns="user" in self.types,
+                             cgroupns=cgroupns, cgroup_sources=sources)  # fmt: skip
+            rs.prepare()
+            if not rs.mount_all():
+                rs.create_devices()
+            state_json = b""
+            if self.sync_hooks:
+                _send(self.c2p, "hooks")
+                reply = _Channel(self.p2c).recv()
+                if reply is None or reply[0] != "ok":
+                    os._exit(1)
+                state_json = reply[1].encode()
+                run_hooks(hooks_of(self.config, "createContainer"), "createContainer", state_json)
+            rs.pivot(self.no_pivot)
+            self._uts()
+            sysctl = self.linux.get("sysctl")
+            if isinstance(sysctl, dict):
+                for key, value in sysctl.items():
+                    try:
+                        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+                            f.write(str(value))
+                    except OSError as e:
+                        raise RuntimeFailure(f"failed to set sysctl {key}={value}: {e.strerror}")
+            slave = -1
+            if self.process.get("terminal"):
+                if self.console_fd is None:
+                    raise RuntimeFailure("process.terminal is set but no console socket was given")
+                slave = setup_console(self.console_fd, self.process, mount_console=True)
+            rs.mask_and_protect()
+            root = self.config.get("root")
+            if isinstance(root, dict) and root.get("readonly"):
+                rs.readonly_root()
+            path, args, env = self._prepare_process(slave)
+            _send(self.c2p, "ready")
+            os.close(self.c2p)
+            os.close(self.p2c)
+            ready = True
+            # Blocks until `start` opens the fifo for reading.
+            wfd = os.open(f"/proc/self/fd/{fifo_path_fd}", os.O_WRONLY | os.O_CLOEXEC)
+            os.close(fifo_path_fd)
+            os.write(wfd, b"0")
+            run_hooks(hooks_of(self.config, "startContainer"), "startContainer", state_json)
+            self._exec(path, args, env)
+        except BaseException as e:
+            payload = _error_payload(e)
+            try:
+                if not ready:
+                    _send(self.c2p, "error", payload)
+                elif wfd >= 0:
+                    os.write(wfd, payload.encode())
+                else:
+                    os.write(2, f"dockyard-runtime init: {json.loads(payload)['msg']}\n".encode())
+            except OSError:
+                pass
+            os._exit(127 if '"notfound"' in payload else 126 if '"notexec"' in payload else 1)
+        raise AssertionError("unreachable")
+
+    def _controllers(self, name: str) -> list[str]:
+        controllers = getattr(self.cg, "controllers", {})
+        for mnt, ctrls in controllers.items():
+            if os.path.basename(mnt) == name:
+                return list(ctrls)
+        return [name]
+
+    def _dup_stdio(self) -> None:
+        if self.stdio is None:
+            return
+        for target, fd in enumerate(self.stdio):
+            if fd != target:
+                os.dup2(fd, target)
+
+    def _uts(self) -> None:
+        for key, setter in (("hostname", L.sethostname), ("domainname", L.setdomainname)):
+            value = self.config.get(key)
+            if not value:
+                continue
+            if "uts" not in self.types:
+                raise RuntimeFailure(f"unable to set {key} without a private UTS namespace")
+            try:
+                setter(str(value))
+            except OSError as e:
+                raise RuntimeFailure(f"failed to set {key}: {e.strerror}")
+
+    def _prepare_process(self, slave: int) -> tuple[str, list[str], dict[str, str]]:
+        """Everything up to (not including) execve, in runc's order; returns what to exec."""
+        proc = self.process
+        user = proc.get("user") if isinstance(proc.get("user"), dict) else {}
+        assert isinstance(user, dict)
+        umask = user.get("umask")
+        os.umask(int(str(umask)) if umask is not None else 0o022)
+        apply_rlimits(proc.get("rlimits") or [])  # type: ignore[arg-type]
+        if proc.get("noNewPrivileges"):
+            L.prctl(L.PR_SET_NO_NEW_PRIVS, 1)
+        cwd = str(proc.get("cwd") or "/")
+        chdir_cwd(cwd)
+        _, _, _, home = resolve_user(user)
+        env = build_env(proc, home)
+        args = [str(a) for a in proc.get("args") or []]  # type: ignore[attr-defined]
+        path = look_path(args[0], env)
+        if slave >= 0:
+            take_console(slave)
+        if self.seccomp is not None and not proc.get("noNewPrivileges"):
+            self.seccomp.load()  # type: ignore[attr-defined]
+        setgroups_ok = True
+        if "user" in self.types:
+            try:
+                with open("/proc/self/setgroups") as f:
+                    setgroups_ok = f.read().strip() != "deny"
+            except OSError:
+                pass
+        finalize_identity(proc, userns_setgroups=setgroups_ok)
+        chdir_cwd(cwd)
+        return path, args, env
+
+    def _exec(self, path: str, args: list[str], env: dict[str, str]) -> NoReturn:
+        if self.seccomp is not None and self.process.get("noNewPrivileges"):
+            self.seccomp.load()  # type: ignore[attr-defined]
+        reset_signals()
+        L.close_range_cloexec(3)
+        try:
+            os.execve(path, args, env)
+        except OSError as e:
+            kind, msg = exec_error(args[0], e)
+            raise (CommandNotExecutable if kind == "notexec" else CommandNotFound)(msg)
+
+    # exec'd process --------------------------------------------------------------------------------
+    def exec_child(self) -> NoReturn:
+        try:
+            os.setsid()
+            self._dup_stdio()
+            slave = -1
+            if self.process.get("terminal"):
+                if self.console_fd is None:
+                    raise RuntimeFailure("process.terminal is set but no console socket was given")
+                slave = setup_console(self.console_fd, self.process, mount_console=False)
+            path, args, env = self._prepare_process(slave)
+            self._exec(path, args, env)
+        except BaseException as e:
+            try:
+                _send(self.c2p, "error", _error_payload(e))
+            except OSError:
+                pass
+            os._exit(127 if isinstance(e, CommandNotFound) else 126 if isinstance(e, CommandNotExecutable) else 1)
+        raise AssertionError("unreachable")
+
+
+# --- the runtime -----------------------------------------------------------------------------------
+class BuiltinRuntime:
+    """The ``Runtime`` interface (see ``dockyard.runtime``) implemented in-process."""
+
+    def __init__(self, root: str | os.PathLike[str] = DEFAULT_ROOT) -> None:
+        self.store = StateStore(root)
+
+    # create -----------------------------------------------------------------------------------------
+    def create(
+        self,
+        id: str,
+        bundle: str | os.PathLike[str],
+        *,
+        stdio: tuple[int, int, int] | None = None,
+        console_socket: str | None = None,
+        pid_file: str | None = None,
+        no_pivot: bool = False,
+        console_fd: int | None = None,
+    ) -> int:
+        """Set the container up and leave its init waiting for ``start``; return the init's host pid.
+
+        ``console_fd`` (instead of ``console_socket``) is an already connected socket; the CLI uses it to
+        proxy a terminal for ``run`` without a console socket.
+        """
+        bundle_s = os.path.abspath(os.fspath(bundle))
+        cfg = load_config(bundle_s)
+        state_dir = self.store.reserve(id)
+        ctx: dict[str, object] = {}
+        try:
+            return self._create(id, bundle_s, cfg, state_dir, ctx, stdio, console_socket, console_fd,
+                                pid_file, no_pivot)  # fmt: skip
+        except BaseException:
+            self._abort(ctx)
+            self.store.remove(id)
+            raise
+
+    def _abort(self, ctx: dict[str, object]) -> None:
+        init_pid = ctx.get("init_pid")
+        if isinstance(init_pid, int):
+            try:
+                os.kill(init_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        a_pid = ctx.get("a_pid")
+        if isinstance(a_pid, int):
+            try:
+                os.waitpid(a_pid, 0)
+            except ChildProcessError:
+                pass
+        cg = ctx.get("cg")
+        if isinstance(cg, CG.Cgroup):
+            try:
+                for pid in cg.pids():
+                    os.kill(pid, signal.SIGKILL)
+                cg.destroy()
+            except (OSError, RuntimeFailure):
+                pass
+
+    def _create(self, id: str, bundle: str, cfg: dict[str, object], state_dir: str, ctx: dict[str, object],
+                stdio: tuple[int, int, int] | None, console_socket: str | None, console_fd: int | None,
+                pid_file: str | None, no_pivot: bool) -> int:  # fmt: skip
+        linux = _linux(cfg)
+        proc = cfg["process"]
+        assert isinstance(proc, dict)
+        root = cfg["root"]
+        assert isinstance(root, dict)
+        rootfs = os.path.realpath(os.path.join(bundle, str(root["path"])))
+        if not os.path.isdir(rootfs):
+            raise RuntimeFailure(f"rootfs ({rootfs}) does not exist")
+        new_flags, joins, types = _ns_plan(linux)
+        if "mount" not in types:
+            raise RuntimeFailure("dockyard-runtime needs a mount namespace (linux.namespaces has no 'mount')")
+        sysctl = linux.get("sysctl")
+        if isinstance(sysctl, dict):
+            _check_sysctls(sysctl, types)
+        if proc.get("terminal") and console_socket is None and console_fd is None:
+            raise InvalidArgument("process.terminal is set: a console socket is required")
+
+        cg = CG.for_container(str(linux.get("cgroupsPath") or id))
+        ctx["cg"] = cg
+        cg.create()
+        resources = linux.get("resources")
+        if isinstance(resources, dict):
+            cg.apply(resources)
+        seccomp = None
+        if isinstance(linux.get("seccomp"), dict):
+            from .seccomp import build
+
+            seccomp = build(linux["seccomp"])  # type: ignore[arg-type]
+        fifo = os.path.join(state_dir, FIFO_FILE)
+        os.mkfifo(fifo, 0o622)
+        if "user" in types and new_flags & L.CLONE_NEWUSER:
+            os.chown(
+                fifo,
+                _host_id(linux.get("uidMappings") or [], 0),  # type: ignore[arg-type]
+                _host_id(linux.get("gidMappings") or [], 0),  # type: ignore[arg-type]
+            )
+        if console_socket is not None and proc.get("terminal"):
+            console_fd = _connect_console(console_socket)
+            ctx["console_fd"] = console_fd
+        sync_hooks = any(hooks_of(cfg, p) for p in ("prestart", "createRuntime", "createContainer", "startContainer"))
+        created = rfc3339_now()
+        annotations = cfg.get("annotations") if isinstance(cfg.get("annotations"), dict) else {}
+
+        preload(cfg, proc)
+        c2p_r, c2p_w = os.pipe2(os.O_CLOEXEC)
+        p2c_r, p2c_w = os.pipe2(os.O_CLOEXEC)
+        child = _Child(config=cfg, process=proc, bundle=bundle, rootfs=rootfs, cg=cg, seccomp=seccomp,
+                       new_flags=new_flags, joins=joins, types=types, c2p=c2p_w, p2c=p2c_r, stdio=stdio,
+                       console_fd=console_fd, no_pivot=no_pivot, fifo=fifo, sync_hooks=sync_hooks)  # fmt: skip
+        try:
+            a_pid = os.fork()
+            if a_pid == 0:
+                os.close(c2p_r)
+                os.close(p2c_w)
+                child.intermediate(is_exec=False)
+            ctx["a_pid"] = a_pid
+        finally:
+            os.close(c2p_w)
+            os.close(p2c_r)
+            if seccomp is not None:
+                seccomp.release()
+            if ctx.get("console_fd") is not None:
+                os.close(int(ctx["console_fd"]))  # type: ignore[call-overload]
+        ch = _Channel(c2p_r)
+        try:
+            init_pid = None
+            hooks_pending = False
+            while True:
+                msg = ch.recv()
+                if msg is None:
+                    raise RuntimeFailure("container init exited before reporting ready")
+                kind, payload = msg
+                if kind == "error":
+                    _raise_payload(payload)
+                elif kind == "pid":
+                    init_pid = int(payload)
+                    ctx["init_pid"] = init_pid
+                elif kind == "usermap":
+                    _write_id_maps(a_pid, linux)
+                    _send(p2c_w, "ok")
+                elif kind == "hooks":
+                    hooks_pending = True
+                elif kind == "ready":
+                    break
+                if hooks_pending and init_pid is not None:
+                    hooks_pending = False
+                    st = OCIState(OCI_VERSION, id, "creating", init_pid, bundle, annotations, rootfs, created)  # type: ignore[arg-type]
+                    state_json = json.dumps(st.to_dict())
+                    try:
+                        run_hooks(hooks_of(cfg, "prestart"), "prestart", state_json.encode())
+                        run_hooks(hooks_of(cfg, "createRuntime"), "createRuntime", state_json.encode())
+                    except BaseException:
+                        _send(p2c_w, "fail")
+                        raise
+                    _send(p2c_w, "ok", state_json)
+        finally:
+            os.close(c2p_r)
+            os.close(p2c_w)
+        os.waitpid(a_pid, 0)
+        ctx.pop("a_pid", None)
+        assert init_pid is not None
+        info = L.proc_start_time(init_pid)
+        if info is None:
+            raise RuntimeFailure("container init exited during create")
+        with open(os.path.join(state_dir, CONFIG_FILE), "w") as f:
+            json.dump(cfg, f)
+        hooks = cfg.get("hooks") if isinstance(cfg.get("hooks"), dict) else {}
+        self.store.write(id, {
+            "ociVersion": OCI_VERSION, "id": id, "pid": init_pid, "start_time": info[0], "bundle": bundle,
+            "rootfs": rootfs, "created": created, "owner": "", "annotations": annotations,
+            "cgroup": cg.to_json(), "namespaces": sorted(types), "hooks": hooks,
+        })  # fmt: skip
+        if pid_file:
+            _write_pid_file(pid_file, init_pid)
+        return init_pid
+
+    # state ------------------------------------------------------------------------------------------
+    def _load(self, id: str) -> tuple[dict[str, object] | None, str]:
+        data = self.store.read(id)
+        return data, self._status(id, data)
+
+    def _status(self, id: str, data: dict[str, object] | None) -> str:
+        if data is None:
+            return "creating"
+        if not pid_alive(int(str(data["pid"])), data.get("start_time")):  # type: ignore[arg-type]
+            return "stopped"
+        try:
+            if CG.from_json(data["cgroup"]).frozen():  # type: ignore[arg-type]
+                return "paused"
+        except (OSError, KeyError, AssertionError):
+            pass
+        if os.path.exists(os.path.join(self.store.dir(id), FIFO_FILE)):
+            return "created"
+        return "running"
+
+    def _to_state(self, id: str, data: dict[str, object] | None, status: str) -> OCIState:
+        if data is None:
+            return OCIState(OCI_VERSION, id, status, 0, "")
+        return OCIState(
+            str(data.get("ociVersion") or OCI_VERSION),
+            id,
+            status,
+            0 if status == "stopped" else int(str(data["pid"])),
+            str(data.get("bundle") or ""),
+            data.get("annotations") or {},  # type: ignore[arg-type]
+            str(data.get("rootfs") or ""),
+            str(data.get("created") or ""),
+            str(data.get("owner") or ""),
+        )
+
+    def state(self, id: str) -> OCIState:
+        data, status = self._load(id)
+        return self._to_state(id, data, status)
+
+    def list(self) -> list[OCIState]:
+        out = []
+        for cid in self.store.ids():
+            try:
+                out.append(self.state(cid))
+            except (ContainerNotFound, InvalidArgument):
+                continue
+        return out
+
+    def cgroup(self, id: str) -> CG.Cgroup:
+        """The container's cgroup (for stats and ``oom_kills()``)."""
+        data = self.store.read(id)
+        if data is None:
+            raise Conflict(f"container {id} is still being created")
+        return CG.from_json(data["cgroup"])  # type: ignore[arg-type]
+
+    # start ------------------------------------------------------------------------------------------
+    def start(self, id: str) -> None:
+        data, status = self._load(id)
+        if status != "created" or data is None:
+            what = {"stopped": "cannot start a container that has stopped",
+                    "running": "cannot start an already running container",
+                    "paused": "cannot start a paused container",
+                    "creating": "cannot start a container that is still being created"}[status]  # fmt: skip
+            raise Conflict(f"{what} ({id})")
+        fifo = os.path.join(self.store.dir(id), FIFO_FILE)
+        try:
+            fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise Conflict(f"cannot start an already running container ({id})")
+        import select
+
+        buf = b""
+        pid = int(str(data["pid"]))
+        try:
+            poller = select.poll()
+            poller.register(fd, select.POLLIN | select.POLLHUP)
+            while True:
+                if not poller.poll(100):
+                    if not pid_alive(pid, data.get("start_time")) and not buf:  # type: ignore[arg-type]
+                        break
+                    continue
+                try:
+                    chunk = os.read(fd, 65536)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    break
+                buf += chunk
+        finally:
+            os.close(fd)
+        if not buf.startswith(b"0"):
+            raise RuntimeFailure(f"container {id}: init exited before it could be started")
+        try:
+            os.unlink(fifo)
+        except FileNotFoundError:
+            pass
+        if len(buf) > 1:
+            _raise_payload(buf[1:].decode(errors="replace"))
+        poststart = hooks_of(data, "poststart")
+        if poststart:
+            st = self._to_state(id, data, "running")
+            try:
+                run_hooks(poststart, "poststart", json.dumps(st.to_dict()).encode())
+            except RuntimeFailure as e:
+                warn(str(e))
+
+    # kill / pause / resume -----------------------------------------------------------------------------
+    def kill(self, id: str, sig: int | str = "SIGTERM", *, all: bool = False) -> None:
+        signum = _parse_signal(sig)
+        data, status = self._load(id)
+        if data is None or status not in ("created", "running", "paused"):
+            raise Conflict(f"container {id} is not running (status: {status})")
+        if all:
+            self._signal_all(data, signum)
+            return
+        try:
+            os.kill(int(str(data["pid"])), signum)
+        except ProcessLookupError:
+            raise Conflict(f"container {id} is not running")
+
+    def _signal_all(self, data: dict[str, object], signum: int) -> None:
+        cg = CG.from_json(data["cgroup"])  # type: ignore[arg-type]
+        frozen_here = False
+        if not cg.frozen():
+            try:
+                cg.freeze()
+                frozen_here = True
+            except RuntimeFailure:
+                pass
+        try:
+            for pid in cg.pids():
+                try:
+                    os.kill(pid, signum)
+                except ProcessLookupError:
+                    pass
+        finally:
+            if frozen_here or signum == signal.SIGKILL:
+                try:
+                    cg.thaw()
+                except RuntimeFailure:
+                    pass
+
+    def pause(self, id: str) -> None:
+        data, status = self._load(id)
+        if data is None or status != "running":
+            raise Conflict(f"container {id} is not running (status: {status})")
+        CG.from_json(data["cgroup"]).freeze()  # type: ignore[arg-type]
+
+    def resume(self, id: str) -> None:
+        data, status = self._load(id)
+        if data is None or status != "paused":
+            raise Conflict(f"container {id} is not paused (status: {status})")
+        CG.from_json(data["cgroup"]).thaw()  # type: ignore[arg-type]
+
+    # delete -----------------------------------------------------------------------------------------
+    def delete(self, id: str, *, force: bool = False) -> None:
+        data, status = self._load(id)
+        if data is None:
+            if not force:
+                raise Conflict(f"cannot delete container {id} that is not stopped: creating")
+            self.store.remove(id)
+            return
+        if status != "stopped" and not force:
+            raise Conflict(f"cannot delete container {id} that is not stopped: {status}")
+        cg = CG.from_json(data["cgroup"])  # type: ignore[arg-type]
+        pid = int(str(data["pid"]))
+        if status != "stopped":
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        # Leftovers (a shared pid namespace, or a force delete) die with the container.
+        if cg.pids():
+            self._signal_all(data, signal.SIGKILL)
+        import time
+
+        deadline = time.monotonic() + 10
+        while pid_alive(pid, data.get("start_time")) and time.monotonic() < deadline:  # type: ignore[arg-type]
+            time.sleep(0.002)
+        try:
+            cg.destroy()
+        except RuntimeFailure as e:
+            warn(str(e))
+        poststop = hooks_of(data, "poststop")
+        if poststop:
+            st = self._to_state(id, data, "stopped")
+            try:
+                run_hooks(poststop, "poststop", json.dumps(st.to_dict()).encode())
+            except RuntimeFailure as e:
+                warn(str(e))
+        self.store.remove(id)
+
+    # exec -------------------------------------------------------------------------------------------
+    def exec(
+        self,
+        id: str,
+        process: dict[str, object],
+        *,
+        stdio: tuple[int, int, int] | None = None,
+        console_socket: str | None = None,
+        pid_file: str | None = None,
+        detach: bool = True,
+        console_fd: int | None = None,
+    ) -> int:
+        """Run ``process`` (an OCI process object) inside the container.
+
+        Joins every namespace of the init plus its cgroup, applies the container's seccomp profile and
+        the process's own user/caps/rlimits/NNP/env/cwd.  Returns once ``execve`` succeeded (errors such
+        as a missing executable are raised).  ``detach=True``: returns the new process's host pid (it is
+        re-parented to the caller's nearest child subreaper).  ``detach=False``: waits for the process and
+        returns its exit status (128+N when killed by signal N).
+        """
+        data, status = self._load(id)
+        if data is None or status not in ("created", "running"):
+            raise Conflict(f"cannot exec in a {status} container ({id})")
+        if not process.get("args"):
+            raise InvalidArgument("exec: process.args must not be empty")
+        cfg_path = os.path.join(self.store.dir(id), CONFIG_FILE)
+        with open(cfg_path, "rb") as f:
+            cfg = json.loads(f.read())
+        linux = _linux(cfg)
+        pid = int(str(data["pid"]))
+        types = {str(t) for t in data.get("namespaces") or []}  # type: ignore[attr-defined]
+        joins = [(t, f"/proc/{pid}/ns/{L.NAMESPACES[t][1]}") for t in types]
+        joins.sort(key=lambda j: (0 if j[0] == "user" else 2 if j[0] == "mount" else 1))
+        if "user" in types:
+            # Joining our own user namespace is EINVAL: skip it when it is the host's (path-joined to ours).
+            try:
+                if os.stat(joins[0][1]).st_ino == os.stat("/proc/self/ns/user").st_ino:
+                    joins.pop(0)
+            except OSError:
+                pass
+        cg = CG.from_json(data["cgroup"])  # type: ignore[arg-type]
+        if process.get("terminal") and console_socket is None and console_fd is None:
+            raise InvalidArgument("process.terminal is set: a console socket is required")
+        seccomp = None
+        if isinstance(linux.get("seccomp"), dict):
+            from .seccomp import build
+
+            seccomp = build(linux["seccomp"])  # type: ignore[arg-type]
+        own_console = None
+        if console_socket is not None and process.get("terminal"):
+            console_fd = own_console = _connect_console(console_socket)
+        preload(cfg, process)
+        c2p_r, c2p_w = os.pipe2(os.O_CLOEXEC)
+        p2c_r, p2c_w = os.pipe2(os.O_CLOEXEC)
+        child = _Child(config=cfg, process=process, cg=cg, seccomp=seccomp, joins=joins, types=types,
+                       c2p=c2p_w, p2c=p2c_r, stdio=stdio, console_fd=console_fd,
+                       wait_child=not detach)  # fmt: skip
+        try:
+            a_pid = os.fork()
+            if a_pid == 0:
+                os.close(c2p_r)
+                os.close(p2c_w)
+                child.intermediate(is_exec=True)
+        finally:
+            os.close(c2p_w)
+            os.close(p2c_r)
+            os.close(p2c_w)
+            if seccomp is not None:
+                seccomp.release()
+            if own_console is not None:
+                os.close(own_console)
+        ch = _Channel(c2p_r)
+        exec_pid = None
+        try:
+            while True:
+                msg = ch.recv()
+                if msg is None:
+                    break
+                kind, payload = msg
+                if kind == "pid":
+                    exec_pid = int(payload)
+                    if pid_file:
+                        _write_pid_file(pid_file, exec_pid)
+                elif kind == "error":
+                    try:
+                        os.waitpid(a_pid, 0)
+                    except ChildProcessError:
+                        pass
+                    _raise_payload(payload)
+        finally:
+            os.close(c2p_r)
+        _, wstatus = os.waitpid(a_pid, 0)
+        if exec_pid is None:
+            raise RuntimeFailure(f"exec in container {id} failed before the process started")
+        if detach:
+            return exec_pid
+        return os.waitstatus_to_exitcode(wstatus)

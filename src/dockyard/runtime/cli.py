@@ -1,0 +1,519 @@
+"""``dockyard-runtime``: runc's command line over ``BuiltinRuntime``.
+
+Why runc's exact surface: podman, conmon, containerd-shim and buildah drive an OCI runtime through
+runc's flags, its console-socket protocol, its ``--log``/``--log-format json`` error records and its exit
+codes.  Errors are one line (``time=... level=error msg=...`` on stderr, like runc's logrus output, or a
+JSON record in ``--log`` plus the bare message on stderr); tracebacks only with ``--debug``.
+
+The hot path (``create``/``start``/``run``) imports only argparse, json, ctypes and the runtime modules;
+anything heavier (subprocess for hooks and ``ps``, socket for consoles) is imported on demand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+
+from .. import __version__
+from ..errors import DockyardError, InvalidArgument, RuntimeFailure
+from .state import OCI_VERSION, rfc3339_now
+
+DEFAULT_ROOT = "/run/dockyard-runtime"
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .builtin import BuiltinRuntime
+
+
+def _logfmt(level: str, msg: str, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps({"level": level, "msg": msg, "time": rfc3339_now()})
+    return f'time="{rfc3339_now()}" level={level} msg={json.dumps(msg)}'
+
+
+class _Logger:
+    """runc's error reporting: to --log (text or json) and stderr, one line each."""
+
+    def __init__(self, path: str | None, fmt: str) -> None:
+        self.path = path
+        self.fmt = fmt
+
+    def error(self, msg: str) -> None:
+        msg = msg.replace("\n", " ")
+        if self.path:
+            try:
+                with open(self.path, "a") as f:
+                    f.write(_logfmt("error", msg, self.fmt) + "\n")
+            except OSError:
+                pass
+            sys.stderr.write(msg + "\n")
+        else:
+            sys.stderr.write(_logfmt("error", msg, "text") + "\n")
+        sys.stderr.flush()
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dockyard-runtime", description="Dockyard's OCI runtime (runc-compatible CLI)")
+    p.add_argument("--root", default=DEFAULT_ROOT, help="state directory (default %(default)s)")
+    p.add_argument("--log", default=None, help="log file for errors")
+    p.add_argument("--log-format", default="text", choices=("text", "json"))
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--systemd-cgroup", action="store_true", help="use the systemd cgroup driver (unsupported)")
+    p.add_argument("--rootless", default=None, help="accepted for compatibility; ignored")
+    p.add_argument("--criu", default=None, help=argparse.SUPPRESS)
+    p.add_argument("-v", "--version", action="store_true")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def with_id(name: str, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help)
+        sp.add_argument("id", metavar="ID")
+        return sp
+
+    for name in ("create", "run"):
+        sp = with_id(name, "create a container" if name == "create" else "create, start and wait for a container")
+        sp.add_argument("-b", "--bundle", default=".")
+        sp.add_argument("--pid-file")
+        sp.add_argument("--console-socket")
+        sp.add_argument("--no-pivot", action="store_true")
+        sp.add_argument("--no-new-keyring", action="store_true")
+        sp.add_argument("--preserve-fds", type=int, default=0)
+        if name == "run":
+            sp.add_argument("-d", "--detach", action="store_true")
+            sp.add_argument("--keep", action="store_true", help="do not delete the container after it exits")
+    with_id("start", "start a created container")
+    with_id("state", "print the state of a container as JSON")
+    sp = with_id("kill", "send a signal to the container's init")
+    sp.add_argument("signal", nargs="?", default="SIGTERM")
+    sp.add_argument("-a", "--all", action="store_true")
+    sp = with_id("delete", "delete a stopped container")
+    sp.add_argument("-f", "--force", action="store_true")
+    sp = sub.add_parser("exec", help="run a process in a running container")
+    sp.add_argument("-p", "--process")
+    sp.add_argument("-t", "--tty", action="store_true")
+    sp.add_argument("--console-socket")
+    sp.add_argument("--cwd")
+    sp.add_argument("-e", "--env", action="append", default=[])
+    sp.add_argument("-u", "--user")
+    sp.add_argument("--additional-gids", "-g", action="append", default=[])
+    sp.add_argument("-c", "--cap", action="append", default=[])
+    sp.add_argument("--no-new-privs", action="store_true")
+    sp.add_argument("-d", "--detach", action="store_true")
+    sp.add_argument("--pid-file")
+    sp.add_argument("--preserve-fds", type=int, default=0)
+    sp.add_argument("id", metavar="ID")
+    sp.add_argument("cmd", nargs=argparse.REMAINDER)
+    sp = sub.add_parser("list", help="list containers")
+    sp.add_argument("-f", "--format", default="table", choices=("table", "json"))
+    sp.add_argument("-q", "--quiet", action="store_true")
+    sp = with_id("ps", "show the processes of a container")
+    sp.add_argument("-f", "--format", default="table", choices=("table", "json"))
+    with_id("pause", "freeze all processes of a container")
+    with_id("resume", "thaw a paused container")
+    sub.add_parser("features", help="print the runtime's features as JSON")
+    sp = sub.add_parser("spec", help="write a default config.json")
+    sp.add_argument("-b", "--bundle", default=".")
+    sp.add_argument("--rootless", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    log = _Logger(args.log, args.log_format)
+    if args.version:
+        print(f"dockyard-runtime version {__version__}\nspec: {OCI_VERSION}")
+        return 0
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return 1
+    try:
+        if args.systemd_cgroup:
+            if not os.path.isdir("/run/systemd/system"):
+                raise InvalidArgument("systemd cgroup flag passed, but systemd support for managing cgroups is "
+                                      "not available: systemd is not running (no /run/systemd/system)")  # fmt: skip
+            raise InvalidArgument("--systemd-cgroup is not supported by dockyard-runtime; use the cgroupfs driver")
+        return int(_dispatch(args) or 0)
+    except DockyardError as e:
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        log.error(str(e))
+        return e.exit_code
+    except OSError as e:
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        log.error(f"{e.strerror or e}{': ' + str(e.filename) if e.filename else ''}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _runtime(args: argparse.Namespace) -> BuiltinRuntime:
+    from .builtin import BuiltinRuntime
+
+    return BuiltinRuntime(args.root)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    cmd = args.command
+    if cmd == "features":
+        print(json.dumps(features(), indent=2))
+        return 0
+    if cmd == "spec":
+        return _spec(args.bundle)
+    rt = _runtime(args)
+    if cmd == "create":
+        _check_console_flags(args.bundle, args.console_socket, detached=True)
+        rt.create(args.id, args.bundle, console_socket=args.console_socket, pid_file=args.pid_file,
+                  no_pivot=args.no_pivot)  # fmt: skip
+        return 0
+    if cmd == "run":
+        return _run(rt, args)
+    if cmd == "start":
+        rt.start(args.id)
+        return 0
+    if cmd == "state":
+        print(json.dumps(rt.state(args.id).to_dict(), indent=2))
+        return 0
+    if cmd == "kill":
+        rt.kill(args.id, args.signal, all=args.all)
+        return 0
+    if cmd == "delete":
+        rt.delete(args.id, force=args.force)
+        return 0
+    if cmd == "pause":
+        rt.pause(args.id)
+        return 0
+    if cmd == "resume":
+        rt.resume(args.id)
+        return 0
+    if cmd == "list":
+        return _list(rt, args)
+    if cmd == "ps":
+        return _ps(rt, args)
+    if cmd == "exec":
+        return _exec(rt, args)
+    raise InvalidArgument(f"unknown command {cmd!r}")
+
+
+def _check_console_flags(bundle: str, console_socket: str | None, *, detached: bool) -> bool:
+    """runc's rules: a terminal needs a console socket when detached; a socket needs a terminal."""
+    try:
+        with open(os.path.join(bundle, "config.json"), "rb") as f:
+            terminal = bool(json.loads(f.read()).get("process", {}).get("terminal"))
+    except (OSError, ValueError, AttributeError):
+        return False  # create will report the real problem
+    if terminal and detached and not console_socket:
+        raise InvalidArgument("cannot allocate tty if dockyard-runtime will detach without setting console socket")
+    if not terminal and console_socket:
+        raise InvalidArgument("cannot use console socket if dockyard-runtime will not detach or allocate tty")
+    return terminal
+
+
+def _console_pair() -> tuple[int, int]:
+    import socket
+
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    return a.detach(), b.detach()
+
+
+def _recv_master(fd: int) -> int:
+    import socket
+
+    sock = socket.socket(fileno=fd)
+    try:
+        _, fds, _, _ = socket.recv_fds(sock, 4096, 1)
+    finally:
+        sock.close()
+    if not fds:
+        raise RuntimeFailure("the container did not send its console")
+    return fds[0]
+
+
+def _forward_signals(pid: int) -> None:
+    def handler(signum: int, _frame: object) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, handler)
+
+
+def _wait(pid: int, master: int | None) -> int:
+    """Reap children (we are a subreaper) until ``pid`` exits, pumping the pty if there is one."""
+    if master is not None:
+        _pump(master)
+    from .linux import proc_start_time
+
+    while True:
+        try:
+            got, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            # Not re-parented to us (a subreaper above was nearer?): poll until it is gone.
+            import time
+
+            while proc_start_time(pid) not in (None,) and proc_start_time(pid)[1] not in ("Z", "X"):  # type: ignore[index]
+                time.sleep(0.01)
+            return 0
+        if got == pid:
+            code = os.waitstatus_to_exitcode(status)
+            return 128 - code if code < 0 else code
+
+
+def _pump(master: int) -> None:
+    """Copy stdin -> pty master and master -> stdout until the container side closes."""
+    import select
+
+    restore = None
+    if os.isatty(0):
+        import termios
+        import tty
+
+        restore = termios.tcgetattr(0)
+        tty.setraw(0)
+    try:
+        fds = [master, 0]
+        while True:
+            try:
+                ready, _, _ = select.select(fds, [], [])
+            except InterruptedError:
+                continue
+            if master in ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    return
+                os.write(1, data)
+            if 0 in ready:
+                data = os.read(0, 65536)
+                if not data:
+                    fds.remove(0)
+                else:
+                    os.write(master, data)
+    finally:
+        if restore is not None:
+            import termios
+
+            termios.tcsetattr(0, termios.TCSADRAIN, restore)
+        os.close(master)
+
+
+def _run(rt: BuiltinRuntime, args: argparse.Namespace) -> int:
+    from . import linux as L
+
+    terminal = _check_console_flags(args.bundle, args.console_socket, detached=args.detach)
+    console_fd = master_end = None
+    if terminal and not args.console_socket:
+        console_fd, master_end = _console_pair()
+    if not args.detach:
+        L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)
+    try:
+        pid = rt.create(args.id, args.bundle, console_socket=args.console_socket, pid_file=args.pid_file,
+                        no_pivot=args.no_pivot, console_fd=console_fd)  # fmt: skip
+    finally:
+        if console_fd is not None:
+            os.close(console_fd)
+    master = _recv_master(master_end) if master_end is not None else None
+    try:
+        if not args.detach:
+            _forward_signals(pid)
+        rt.start(args.id)
+    except BaseException:
+        rt.delete(args.id, force=True)
+        raise
+    if args.detach:
+        return 0
+    code = _wait(pid, master)
+    if not args.keep:
+        rt.delete(args.id, force=True)
+    return code
+
+
+def _exec(rt: BuiltinRuntime, args: argparse.Namespace) -> int:
+    from . import linux as L
+    from .state import CONFIG_FILE
+
+    if args.process:
+        with open(args.process, "rb") as f:
+            process = json.loads(f.read())
+    else:
+        if not args.cmd:
+            raise InvalidArgument("exec: a command (or --process) is required")
+        with open(os.path.join(rt.store.dir(args.id), CONFIG_FILE), "rb") as f:
+            process = dict(json.loads(f.read()).get("process") or {})
+        process["args"] = list(args.cmd)
+        process["terminal"] = bool(args.tty)
+        process.pop("consoleSize", None)
+    if args.cwd:
+        process["cwd"] = args.cwd
+    if args.env:
+        process["env"] = list(process.get("env") or []) + list(args.env)
+    if args.user:
+        uid, _, gid = args.user.partition(":")
+        process["user"] = {"uid": int(uid), "gid": int(gid or 0)}
+    if args.additional_gids:
+        process.setdefault("user", {})["additionalGids"] = [int(g) for g in args.additional_gids]
+    if args.cap:
+        caps = dict(process.get("capabilities") or {})
+        for kind in ("bounding", "effective", "permitted", "ambient"):
+            caps[kind] = list(caps.get(kind) or []) + list(args.cap)
+        process["capabilities"] = caps
+    if args.no_new_privs:
+        process["noNewPrivileges"] = True
+    terminal = bool(process.get("terminal"))
+    if terminal and args.detach and not args.console_socket:
+        raise InvalidArgument("cannot allocate tty if dockyard-runtime will detach without setting console socket")
+    console_fd = master_end = None
+    if terminal and not args.console_socket:
+        console_fd, master_end = _console_pair()
+    if not args.detach:
+        L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)
+    try:
+        pid = rt.exec(args.id, process, console_socket=args.console_socket, pid_file=args.pid_file,
+                      detach=True, console_fd=console_fd)  # fmt: skip
+    finally:
+        if console_fd is not None:
+            os.close(console_fd)
+    master = _recv_master(master_end) if master_end is not None else None
+    if args.detach:
+        return 0
+    _forward_signals(pid)
+    return _wait(pid, master)
+
+
+def _list(rt: BuiltinRuntime, args: argparse.Namespace) -> int:
+    states = rt.list()
+    if args.quiet:
+        for st in states:
+            print(st.id)
+        return 0
+    if args.format == "json":
+        print(json.dumps([st.to_dict() for st in states]))
+        return 0
+    rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
+    rows += [(st.id, str(st.pid), st.status, st.bundle, st.created, st.owner) for st in states]
+    widths = [max(12, max(len(r[i]) for r in rows) + 3) for i in range(6)]
+    for r in rows:
+        print("".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=False)) + r[-1])
+    return 0
+
+
+def _ps(rt: BuiltinRuntime, args: argparse.Namespace) -> int:
+    st = rt.state(args.id)
+    if st.status == "stopped":
+        raise InvalidArgument(f"container {args.id} is not running")
+    pids = sorted(rt.cgroup(args.id).pids())
+    if args.format == "json":
+        print(json.dumps(pids))
+        return 0
+    import subprocess
+
+    try:
+        out = subprocess.run(["ps", "-ef"], capture_output=True, text=True, check=True).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        print("PID")
+        for pid in pids:
+            print(pid)
+        return 0
+    header = out[0]
+    col = header.split().index("PID") if "PID" in header.split() else 1
+    print(header)
+    wanted = {str(p) for p in pids}
+    for line in out[1:]:
+        fields = line.split()
+        if len(fields) > col and fields[col] in wanted:
+            print(line)
+    return 0
+
+
+def features() -> dict[str, object]:
+    """What this runtime supports, in the schema of runc's ``features`` command."""
+    from .linux import CAPABILITIES, NAMESPACES
+    from .rootfs import _FLAGS, _PROPAGATION
+    from .seccomp import SUPPORTED_ACTIONS, SUPPORTED_ARCHES, SUPPORTED_OPERATORS
+
+    return {
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": OCI_VERSION,
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
+        "mountOptions": sorted([*_FLAGS, *_PROPAGATION]),
+        "linux": {
+            "namespaces": sorted(NAMESPACES),
+            "capabilities": list(CAPABILITIES),
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
+            "seccomp": {
+                "enabled": True,
+                "actions": SUPPORTED_ACTIONS,
+                "operators": SUPPORTED_OPERATORS,
+                "archs": SUPPORTED_ARCHES,
+            },
+            "apparmor": {"enabled": False},
+            "selinux": {"enabled": False},
+        },
+        "annotations": {"org.dockyard.runtime.version": __version__},
+    }
+
+
+def default_spec() -> dict[str, object]:
+    """The same starting point ``runc spec`` writes."""
+    caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+    return {
+        "ociVersion": OCI_VERSION,
+        "process": {
+            "terminal": True,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh"],
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+            "cwd": "/",
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps, "ambient": caps},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": True,
+        },
+        "root": {"path": "rootfs", "readonly": True},
+        "hostname": "dockyard",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+             "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+        ],
+        "linux": {
+            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
+                            "/proc/scsi"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+        },
+    }  # fmt: skip
+
+
+def _spec(bundle: str) -> int:
+    path = os.path.join(bundle, "config.json")
+    if os.path.exists(path):
+        raise InvalidArgument("File config.json exists. Remove it first")
+    with open(path, "w") as f:
+        json.dump(default_spec(), f, indent="\t")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
