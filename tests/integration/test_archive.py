@@ -20,14 +20,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.archive_fixtures import add_layered_image, busybox_tar, sha256, small_tar
+from tests.conftest import CLI, DOCKYARD_BIN, assert_one_line_error
 
 from dockyard.engine import Engine
 from dockyard.errors import CorruptData, ImageNotFound, InvalidArgument
 from dockyard.image import archive as fmt
 from dockyard.image import reference
 from dockyard.ops import archive
-from tests.archive_fixtures import add_layered_image, busybox_tar, sha256, small_tar
-from tests.conftest import CLI, DOCKYARD_BIN, assert_one_line_error
 
 SKOPEO = shutil.which("skopeo")
 needs_skopeo = pytest.mark.skipif(SKOPEO is None, reason="skopeo is not installed")
@@ -253,7 +253,8 @@ def test_archives_written_by_skopeo_load_with_the_same_id(images: Images, tmp_pa
     assert list(archive.load(eng2, str(z))) == ["Loaded image: localhost:5000/x/y:2"]
     recs = {r.id: r for r in eng2.list_images()}
     assert set(recs) == {images.busybox, images.layered}
-    assert recs[images.busybox].tags == ["docker.io/library/busybox:skopeo", "docker.io/library/tagname:latest"]
+    assert recs[images.busybox].tags == ["docker.io/library/busybox:skopeo",
+                                         "docker.io/library/tagname:latest"]
     assert recs[images.layered].tags == ["localhost:5000/x/y:2"]
     assert diff_ids(eng2, images.layered) == diff_ids(eng, images.layered)
     assert (eng2.image_chain(images.layered)[1].path / "etc" / "hello").is_file()
@@ -470,8 +471,8 @@ def test_docker_loads_our_archive_and_we_load_dockers(images: Images, dockerd: s
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines() == ["Loaded image: busybox:latest", "Loaded image: localhost:5000/a/b:v1"]
     for ref, image_id in (("busybox:latest", images.busybox), ("localhost:5000/a/b:v1", images.layered)):
-        info = json.loads(subprocess.run(["docker", "-H", dockerd, "image", "inspect", ref], capture_output=True,
-                                         text=True, check=True).stdout)[0]
+        info = json.loads(subprocess.run(["docker", "-H", dockerd, "image", "inspect", ref],
+                                         capture_output=True, text=True, check=True).stdout)[0]
         assert info["Id"] == image_id
         assert info["RootFS"]["Layers"] == diff_ids(images.eng, image_id)
     # And the other way: what this dockerd's `docker save` writes loads here with the same ID.

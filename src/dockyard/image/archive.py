@@ -204,11 +204,35 @@ class ArchiveSink(Protocol):
     def add_stream(self, name: str, stream: BinaryIO, size: int) -> None: ...
 
 
+class _Counting:
+    """A write-only file object that knows its position, so tarfile needs no seek (a pipe works)."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._pos = 0
+
+    def write(self, data: bytes) -> int:
+        self._out.write(data)
+        self._pos += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._pos
+
+    def flush(self) -> None:
+        self._out.flush()
+
+
 class TarSink:
-    """Streams a tar to ``out`` (which need not seek): deterministic owners, modes and mtimes."""
+    """Streams a tar to ``out`` (which need not seek): deterministic owners, modes and mtimes.
+
+    tarfile's ``w`` mode over a position-counting wrapper rather than its ``w|`` stream mode,
+    whose buffer is re-sliced per 10 KiB record; members are copied in ``CHUNK``-sized pieces.
+    """
 
     def __init__(self, out: BinaryIO, mtime: int = 0) -> None:
-        self._tf = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT)  # noqa: SIM115
+        self._tf = tarfile.open(fileobj=_Counting(out), mode="w", format=tarfile.PAX_FORMAT,  # type: ignore[call-overload]  # noqa: SIM115
+                                copybufsize=CHUNK)
         self._mtime = mtime
 
     def _info(self, name: str, kind: bytes, size: int) -> tarfile.TarInfo:
@@ -339,7 +363,8 @@ class ArchiveReader:
                 if not members:
                     raise CorruptData(f"not a tar archive: {e}")
                 if "unexpected end of data" in str(e):
-                    raise CorruptData(f"{members[-1].name}: unexpected end of archive (the file is truncated)")
+                    raise CorruptData(f"{members[-1].name}: unexpected end of archive "
+                                      "(the file is truncated)")
                 raise CorruptData(f"the tar header after {members[-1].name!r} is damaged: {e}")
             if m is None:
                 break

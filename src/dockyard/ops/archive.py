@@ -333,10 +333,12 @@ class _LoadImage:
 
 
 def _wrap(member: str, e: DockyardError) -> CorruptData:
+    """``e`` as a CorruptData (of the same class if it is one) whose message starts with ``member``."""
+    cls = type(e) if isinstance(e, CorruptData) else CorruptData
     msg = str(e)
-    if msg.startswith(member + ":"):
-        return CorruptData(msg) if not isinstance(e, CorruptData) else type(e)(msg)
-    return (type(e) if isinstance(e, CorruptData) else CorruptData)(f"{member}: {msg}")
+    if msg.startswith((member + ":", member + " ")):
+        return cls(msg)
+    return cls(f"{member}: {msg}")
 
 
 def _verify_bytes(member: str, data: bytes, digest: str | None, size: int | None = None) -> None:
@@ -533,7 +535,7 @@ def _archive_file(eng: Engine, source: str) -> Iterator[str]:
                 try:
                     src = open_decompressed(f)
                 except InvalidArgument:
-                    src = f  # not compressed and not a recognisable tar: let the tar reader say so
+                    raise CorruptData(f"{label}: not a tar archive (nor a gzip, bzip2, xz or zstd one)")
                 except CorruptData as e:
                     raise CorruptData(f"{label}: {e}")
                 n = 0
@@ -654,7 +656,10 @@ def _add_layers(eng: Engine, r: ArchiveReader, img: _LoadImage, done: dict[str, 
             had_blob = eng.content.has(src.diff_id)
             try:
                 with r.open(src.member) as raw:
-                    algo = (src.blob_digest or "sha256:").split(":", 1)[0]
+                    # A blob named by its digest is checked against it, unless that is the diff_id,
+                    # which add_layer_from_tar checks (of the decompressed bytes) anyway.
+                    check = src.blob_digest if src.blob_digest != src.diff_id else None
+                    algo = (check or "sha256:").split(":", 1)[0]
                     hr = HashingReader(raw, algo if algo in ("sha256", "sha512") else "sha256")  # type: ignore[arg-type]
                     try:
                         stream = open_decompressed(hr)  # type: ignore[arg-type]
@@ -668,8 +673,8 @@ def _add_layers(eng: Engine, r: ArchiveReader, img: _LoadImage, done: dict[str, 
                         if not had_blob and eng.content.has(src.diff_id):
                             added.blobs.append(src.diff_id)
                     hr.drain()
-                    if src.blob_digest is not None and hr.digest != src.blob_digest:
-                        raise CorruptData(f"digest mismatch: expected {src.blob_digest}, got {hr.digest}")
+                    if check is not None and hr.digest != check:
+                        raise CorruptData(f"digest mismatch: expected {check}, got {hr.digest}")
                     if src.blob_size is not None and hr.size != src.blob_size:
                         raise CorruptData(f"size mismatch: expected {src.blob_size} bytes, got {hr.size}")
             except CorruptData as e:

@@ -464,7 +464,8 @@ def commit(eng: Engine, c: dict[str, Any], repo_tag: str | None = None, *, messa
                     layers_mod.copy_layer_apply(low, merged)  # type: ignore[attr-defined]
                 layers_mod.diff_dirs(merged, upper, tmp)
             else:
-                layers_mod.write_diff_tar(upper, tmp, lower_dirs=[str(p) for p in lowers])
+                stack = [cdir / "fs" / "init", *reversed(lowers)]
+                layers_mod.write_diff_tar(upper, tmp, lower_dirs=[str(p) for p in stack])
             tmp.seek(0)
             parent_chain = c["config"]["chain"][-1] if c["config"]["chain"] else None
             layer = eng.add_layer_from_tar(tmp, parent_chain)

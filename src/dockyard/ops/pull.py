@@ -230,9 +230,12 @@ class Puller:
         for i, d in enumerate(man.layers):
             if eng.layers.get(chains[i]) is not None and eng.content.has(d.digest):
                 layers[i] = NewLayer(d.digest, d.media_type, d.size, diff_ids[i], chains[i])
-                p.update(short_digest(d.digest), "Already exists")
             else:
                 todo.append(i)
+        if todo or eng.db.image(cfg.id) is None:  # an image that is up to date shows no layers
+            for i, x in enumerate(layers):
+                if x is not None:
+                    p.update(short_digest(x.blob_digest), "Already exists")
         for i in todo:
             p.update(short_digest(man.layers[i].digest), "Pulling fs layer")
         for i in todo[self.config.max_concurrent_downloads:]:

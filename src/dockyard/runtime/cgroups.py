@@ -341,7 +341,10 @@ class CgroupV1(Cgroup):
             _write(f"{p}/memory.oom_control", "1")
 
     def procs_files(self) -> list[str]:
-        return [os.path.join(p, "cgroup.procs") for p in self.paths.values()]
+        # "tasks", not "cgroup.procs": the callers are freshly forked, single-threaded processes, and a
+        # thread-level move skips the kernel's cgroup_threadgroup_rwsem write lock, whose RCU grace
+        # period costs 10-20 ms per container (measured).
+        return [os.path.join(p, "tasks") for p in self.paths.values()]
 
     def _any(self) -> str:
         for c in ("pids", "freezer", "memory", "cpu", "devices"):

@@ -41,6 +41,15 @@ class Snapshot:
     def rootfs(self) -> Path:
         return self.base / "merged"
 
+    @property
+    def init(self) -> Path:
+        """Docker's "init layer": mount points the runtime needs, kept out of the container's changes."""
+        return self.base / "init"
+
+    def lower_stack(self) -> list[Path]:
+        """The lower dirs topmost first (overlayfs' ``lowerdir=`` order), the init layer on top."""
+        return [self.init, *reversed(self.lowers)]
+
 
 def _libc_mount(source: str, target: str, fstype: str, flags: int, data: str) -> None:
     import ctypes
@@ -70,6 +79,7 @@ def prepare(base: Path, lowers: list[Path], driver: str | None = None) -> Snapsh
     snap.upper.mkdir(parents=True, exist_ok=True)
     snap.work.mkdir(parents=True, exist_ok=True)
     snap.rootfs.mkdir(parents=True, exist_ok=True)
+    _make_init_layer(snap.init)
     if driver == "copy":
         # The flattened copy *is* the container's filesystem; "upper" holds it.
         from dockyard.store import layers
@@ -79,12 +89,20 @@ def prepare(base: Path, lowers: list[Path], driver: str | None = None) -> Snapsh
     return snap
 
 
+INIT_FILES = ("etc/hostname", "etc/hosts", "etc/resolv.conf", ".dockerenv")
+INIT_DIRS = ("dev", "dev/pts", "dev/shm", "dev/mqueue", "proc", "sys", "etc")
+
+
+def _make_init_layer(init: Path) -> None:
+    """Empty files and dirs where the runtime mounts /etc/hosts, /proc, /dev...: as Docker's ``-init``."""
+    for d in INIT_DIRS:
+        (init / d).mkdir(parents=True, exist_ok=True)
+    for f in INIT_FILES:
+        (init / f).touch()
+
+
 def _overlay_options(snap: Snapshot) -> str:
-    lowers = [str(p) for p in reversed(snap.lowers)]
-    if not lowers:  # overlayfs needs a lower dir: an empty one will do
-        empty = snap.base / "empty"
-        empty.mkdir(exist_ok=True)
-        lowers = [str(empty)]
+    lowers = [str(p) for p in snap.lower_stack()]
     opts = f"lowerdir={':'.join(lowers)},upperdir={snap.upper},workdir={snap.work}"
     if len(opts) > 4000:
         raise RuntimeFailure("too many layers to mount in one overlay (the mount options exceed a page)")

@@ -1,0 +1,151 @@
+"""``exec``: a new process in a running container, joining all its namespaces and its cgroup.
+
+No monitor is involved: the CLI is the new process's parent (a child subreaper), so its exit status
+is simply waited for, and ``-t`` relays a pty the CLI receives from the runtime.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import socket
+import sys
+from typing import TYPE_CHECKING, Any
+
+from dockyard.errors import Conflict, InvalidArgument
+
+if TYPE_CHECKING:
+    from dockyard.engine import Engine
+
+
+def exec_in(eng: Engine, name: str, cmd: list[str], *, tty: bool = False, interactive: bool = False,
+            detach: bool = False, env: list[str] = (), workdir: str = "", user: str = "",  # type: ignore[assignment]
+            privileged: bool = False) -> int:
+    from dockyard.ops import containers as ops
+
+    c = ops.refresh(eng, ops.resolve(eng, name))
+    if c["state"].get("status") == "paused":
+        raise Conflict(f"Container {c['id'][:12]} is paused, unpause the container before exec")
+    if c["state"].get("status") != "running":
+        raise Conflict(f"Container {c['id'][:12]} is not running")
+    cdir = ops.container_dir(eng, c["id"])
+    with open(cdir / "config.json") as f:
+        spec = json.load(f)
+    process: dict[str, Any] = copy.deepcopy(spec["process"])
+    process["args"] = list(cmd)
+    process["terminal"] = tty
+    if workdir:
+        if not workdir.startswith("/"):
+            raise InvalidArgument(f"the working directory '{workdir}' is invalid, it needs to be an absolute path")
+        process["cwd"] = workdir
+    if env:
+        from dockyard.runtime.runopts import parse_env
+
+        merged = {e.partition("=")[0]: e for e in process.get("env", [])}
+        for e in parse_env(env, os.environ):
+            merged[e.partition("=")[0]] = e
+        process["env"] = list(merged.values())
+    if user:
+        from dockyard.runtime.spec import resolve_user
+
+        rootfs = cdir / "fs" / "merged"
+
+        def read(rel: str) -> str | None:
+            try:
+                return (rootfs / rel).read_text(errors="replace")
+            except OSError:
+                return None
+        uid, gid, extra = resolve_user(user, read("etc/passwd"), read("etc/group"))
+        process["user"] = {"uid": uid, "gid": gid, "additionalGids": extra}
+    if privileged:
+        from dockyard.runtime.runopts import CAPABILITY_NAMES
+
+        caps = ["CAP_" + n for n in CAPABILITY_NAMES]
+        process["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}
+    rt = ops.runtime_for(eng, c["config"].get("runtime"))
+    import ctypes
+
+    ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: the process is reparented to us
+    if detach:
+        null = os.open(os.devnull, os.O_RDWR)
+        rt.exec(c["id"], process, stdio=(null, null, null), detach=True)
+        return 0
+    if not tty:
+        stdin = 0 if interactive else os.open(os.devnull, os.O_RDONLY)
+        return int(rt.exec(c["id"], process, stdio=(stdin, 1, 2), detach=False))
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    pid = rt.exec(c["id"], process, stdio=(0, 1, 2), detach=True, console_fd=theirs.fileno())
+    theirs.close()
+    from dockyard.runtime.monitor import _recv_fd
+
+    master = _recv_fd(ours)
+    ours.close()
+    return _relay_pty(master, pid, interactive)
+
+
+def _relay_pty(master: int, pid: int, interactive: bool) -> int:
+    import fcntl
+    import select
+    import signal
+    import struct
+    import termios
+    import tty as _tty
+
+    in_fd = sys.stdin.fileno()
+    is_tty = os.isatty(in_fd)
+    saved = termios.tcgetattr(in_fd) if is_tty else None
+
+    def resize(*_: object) -> None:
+        if is_tty:
+            with contextlib.suppress(OSError):
+                size = fcntl.ioctl(in_fd, termios.TIOCGWINSZ, b"\0" * 8)
+                fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+
+    old = signal.signal(signal.SIGWINCH, resize) if is_tty else None
+    resize()
+    if saved is not None:
+        _tty.setraw(in_fd)
+    pidfd = os.pidfd_open(pid)
+    watch = [master, pidfd] + ([in_fd] if interactive else [])
+    try:
+        while True:
+            try:
+                ready, _, _ = select.select(watch, [], [])
+            except InterruptedError:
+                continue
+            if master in ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    data = b""
+                if data:
+                    os.write(1, data)
+                else:
+                    watch.remove(master)
+            if in_fd in ready:
+                data = os.read(in_fd, 65536)
+                if data:
+                    os.write(master, data)
+                else:
+                    watch.remove(in_fd)
+            if pidfd in ready:
+                # Drain what the process wrote just before it ended.
+                with contextlib.suppress(OSError):
+                    while select.select([master], [], [], 0.05)[0]:
+                        data = os.read(master, 65536)
+                        if not data:
+                            break
+                        os.write(1, data)
+                _, status = os.waitpid(pid, 0)
+                code = os.waitstatus_to_exitcode(status)
+                return code if code >= 0 else 128 - code
+    finally:
+        if saved is not None:
+            termios.tcsetattr(in_fd, termios.TCSADRAIN, saved)
+        if old is not None:
+            signal.signal(signal.SIGWINCH, old)
+        os.close(pidfd)
+        os.close(master)
+        del struct
