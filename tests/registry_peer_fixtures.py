@@ -75,7 +75,7 @@ def wait_port(url: str, proc: subprocess.Popen[bytes] | None, log: Path | None, 
         if proc is not None and proc.poll() is not None:
             raise AssertionError(f"server exited with {proc.returncode}:\n{log.read_text() if log else ''}")
         try:
-            c = http.client.HTTPConnection(parts.hostname, parts.port, timeout=2)
+            c = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=2)
             c.request("GET", parts.path or "/")
             r = c.getresponse()
             r.read()
@@ -173,8 +173,8 @@ class TokenServer:
     def sign(self, claims: dict[str, Any]) -> str:
         header = {"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}
         signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
-        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(self.key)], input=signing_input.encode(),
-                             check=True, capture_output=True).stdout
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(self.key)],
+                             input=signing_input.encode(), check=True, capture_output=True).stdout
         return f"{signing_input}.{_b64url(sig)}"
 
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
@@ -219,7 +219,8 @@ class TokenServer:
 
 
 # ---- the real registry --------------------------------------------------------------------------
-def start_real_registry(tmp: Path, *, htpasswd: Path | None = None, token: TokenServer | None = None) -> Server:
+def start_real_registry(tmp: Path, *, htpasswd: Path | None = None,
+                        token: TokenServer | None = None) -> Server:
     """Debian's ``docker-registry`` on a free loopback port with a temporary config."""
     exe = shutil.which("docker-registry")
     if exe is None:
@@ -286,10 +287,13 @@ class Fault:
 
     method: str
     path_re: str
-    kind: str  # "status" (answer ``status``), "corrupt" (flip byte ``offset``), "cut" (close after ``offset``)
+    # "status" (answer ``status``), "corrupt" (flip byte ``offset``), "cut" (close after ``offset``
+    # bytes of the body), "replace" (answer ``body`` with the upstream's status, no digest header)
+    kind: str
     status: int = 500
     offset: int = 0
     times: int = 1
+    body: bytes = b""
 
 
 class FaultProxy:
@@ -361,8 +365,13 @@ class FaultProxy:
             conn.close()
         self.log.append((method, path, rng, r.status))
         h.send_response(r.status)
+        replace = fault is not None and fault.kind == "replace"
+        if replace:
+            data = fault.body  # type: ignore[union-attr]
         for k, v in r.getheaders():
             if k.lower() in ("transfer-encoding", "connection", "keep-alive", "content-length"):
+                continue
+            if replace and k.lower() == "docker-content-digest":
                 continue
             h.send_header(k, v)
         if method == "HEAD":
@@ -466,9 +475,11 @@ def build_image(layout: Path, layers: list[dict[str, bytes | str | None]], *,
         digests.append(d)
     config: dict[str, Any] = {
         "architecture": arch, "os": "linux", "created": "2024-01-01T00:00:00Z",
-        "config": {"Cmd": cmd or ["/bin/sh"], "Env": ["PATH=/bin"], "Labels": {"test": label} if label else None},
+        "config": {"Cmd": cmd or ["/bin/sh"], "Env": ["PATH=/bin"],
+                   "Labels": {"test": label} if label else None},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "history": [{"created": "2024-01-01T00:00:00Z", "created_by": f"layer {i}"} for i in range(len(layers))],
+        "history": [{"created": "2024-01-01T00:00:00Z", "created_by": f"layer {i}"}
+                    for i in range(len(layers))],
     }
     if variant:
         config["variant"] = variant
@@ -494,7 +505,8 @@ def make_oci_layout(layout: Path, ref_name: str, layers: list[dict[str, bytes | 
                     **kw: Any) -> LayoutImage:
     """An OCI layout holding one image under ``ref_name`` (``skopeo copy oci:DIR:ref_name ...``)."""
     img = build_image(layout, layers, **kw)
-    _write_index(layout, [{"mediaType": OCI_MANIFEST, "digest": img.manifest_digest, "size": len(img.manifest),
+    _write_index(layout, [{"mediaType": OCI_MANIFEST, "digest": img.manifest_digest,
+                           "size": len(img.manifest),
                            "annotations": {"org.opencontainers.image.ref.name": ref_name}}])
     return img
 
@@ -525,7 +537,8 @@ def skopeo(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         pytest.skip("skopeo is not installed")
     env = dict(os.environ)
     env.setdefault("REGISTRY_AUTH_FILE", "/nonexistent-dockyard-test-auth.json")
-    r = subprocess.run([exe, "--insecure-policy", *args], capture_output=True, text=True, timeout=300, env=env)
+    r = subprocess.run([exe, "--insecure-policy", *args], capture_output=True, text=True, timeout=300,
+                       env=env)
     if check and r.returncode != 0:
         raise AssertionError(f"skopeo {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
     return r

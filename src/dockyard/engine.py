@@ -413,6 +413,11 @@ class Engine:
             h["id"] = rec.id if i == 0 else "<missing>"
         return out
 
+    def inspect_container(self, name: str) -> dict[str, Any]:
+        from dockyard.ops import containers
+
+        return containers.inspect(self, containers.resolve(self, name))
+
     def system_df(self) -> dict[str, Any]:
         imgs = self.db.images()
         used = self.db.images_in_use()

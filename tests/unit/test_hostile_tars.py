@@ -235,7 +235,8 @@ CASES: list[Case] = [
     Case("symlink-absolute-then-mkdir",
          lambda b: tar_bytes(sym("a", str(b.canary)), dir_("a/newdir")), "unsafe"),
     Case("symlink-chain",
-         lambda b: tar_bytes(sym("a", "b"), sym("b", "c"), sym("c", str(b.canary)), reg("a/inside")), "unsafe"),
+         lambda b: tar_bytes(sym("a", "b"), sym("b", "c"), sym("c", str(b.canary)), reg("a/inside")),
+         "unsafe"),
     Case("symlink-in-subdir-climbing",
          lambda b: tar_bytes(dir_("d"), sym("d/link", "../.."), reg("d/link/sentinel.txt")), "unsafe"),
     Case("symlink-to-etc-then-passwd",
@@ -298,7 +299,8 @@ CASES: list[Case] = [
          "unsafe"),
     Case("raw-pax-header-dotdot", lambda b: raw_pax_header_then("../../escape"), "unsafe"),
     Case("pax-linkpath-dotdot",
-         lambda b: tar_bytes((_ti("h", tarfile.LNKTYPE, linkname="x" * 120 + "/../../../sentinel.txt"), None)),
+         lambda b: tar_bytes((_ti("h", tarfile.LNKTYPE, linkname="x" * 120 + "/../../../sentinel.txt"),
+                              None)),
          "unsafe"),
     Case("gnu-longname-dotdot",
          lambda b: tar_bytes(reg("x" * 120 + "/../../escape"), fmt=tarfile.GNU_FORMAT), "unsafe"),
@@ -315,6 +317,8 @@ CASES: list[Case] = [
 @pytest.mark.parametrize("whiteouts", ["overlay", "apply"])
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_hostile_tar(box: Box, case: Case, whiteouts: str) -> None:
+    if whiteouts == "overlay" and os.geteuid() != 0:
+        pytest.skip("overlay whiteouts are character devices: mknod needs root")
     if case.prepare is not None:
         case.prepare(box)
     data = case.build(box)

@@ -448,15 +448,19 @@ def test_overlay_mount_of_two_layers_then_diff(tmp_path: Path, mounts) -> None:
     merged2 = mounts(tmp_path / "m2", [l3, l2, l1])
     assert _names(merged2) == before
 
-    # And applied onto a flattened copy it gives the same tree as well.
+    # And applied onto a flattened copy (the copying snapshotter) it gives the same tree as well.
     flat = tmp_path / "flat"
-    do_unpack(tar_bytes(*[]), flat)
+    flat.mkdir()
     for layer_dir in (l1, l2):
-        b = io.BytesIO()
-        write_diff_tar(layer_dir, b)
-        do_unpack(b.getvalue(), flat, whiteouts="apply")
+        layers.copy_layer_apply(layer_dir, flat)
     do_unpack(buf.getvalue(), flat, whiteouts="apply")
     assert _names(flat) == before
+    # ... and diff_dirs against the flattened base finds the same changes as the overlay did.
+    base = tmp_path / "base"
+    base.mkdir()
+    for layer_dir in (l1, l2):
+        layers.copy_layer_apply(layer_dir, base)
+    assert {p: k for k, p in changes_dirs(base, flat)} == got
 
 
 # ---- diffs --------------------------------------------------------------------------------------
@@ -574,7 +578,7 @@ def test_dir_size_counts_hard_links_once(tmp_path: Path) -> None:
 
 def test_deep_trees_need_no_recursion(tmp_path: Path) -> None:
     """Deeper than Python's recursion limit: unpack, write, replace, prune and remove all cope."""
-    depth = 1500
+    depth = 1100  # > sys.getrecursionlimit()
     name = "/".join(["d"] * depth) + "/f"
     dest = tmp_path / "deep"
     try:
@@ -609,3 +613,64 @@ def test_remove_tree_never_follows_symlinks(tmp_path: Path) -> None:
     (tmp_path / "file").write_bytes(b"x")
     layers.remove_tree(tmp_path / "file")
     assert not (tmp_path / "file").exists()
+
+
+@needs_root
+def test_libarchive_xattrs_and_refused_ones(tmp_path: Path) -> None:
+    import base64
+
+    ti, data = reg("f", b"x")
+    ti.pax_headers["LIBARCHIVE.xattr.user.with%20space"] = base64.b64encode(b"\x00bin").decode().rstrip("=")
+    ti.pax_headers["SCHILY.xattr.trusted.overlay.redirect"] = "/elsewhere"  # never honoured from a tar
+    link = _info("l", tarfile.SYMTYPE, linkname="f", xattrs={"user.nope": b"1"})
+    s = do_unpack(tar_bytes((ti, data), (link, None)), tmp_path / "d")
+    assert os.getxattr(tmp_path / "d/f", "user.with space") == b"\x00bin"
+    assert "trusted.overlay.redirect" not in os.listxattr(tmp_path / "d/f")
+    reasons = " ".join(r for _, r in s.skipped)
+    assert "trusted.overlay.redirect" in reasons and "user.nope" in reasons  # user.* is refused on symlinks
+
+
+def test_devices_skipped_when_mknod_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*a: object, **kw: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(layers.os, "mknod", refuse)
+    s = do_unpack(tar_bytes(dev("dev/null", tarfile.CHRTYPE, 1, 3), reg("ok", b"1")), tmp_path / "d")
+    assert s.skipped == [("dev/null", "mknod not permitted")]
+    assert not (tmp_path / "d/dev/null").exists() and (tmp_path / "d/ok").exists()
+
+
+def test_unknown_entry_types_are_skipped(tmp_path: Path) -> None:
+    ti, _ = reg("vol")
+    ti.type = b"V"  # a GNU volume header
+    s = do_unpack(tar_bytes((ti, None), reg("after", b"a"), fmt=tarfile.GNU_FORMAT), tmp_path / "d")
+    assert [m for m, _ in s.skipped] == ["vol"] and (tmp_path / "d/after").read_bytes() == b"a"
+
+
+@needs_root
+def test_copy_layer_apply(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious").write_bytes(b"p")
+    l1, l2 = tmp_path / "l1", tmp_path / "l2"
+    do_unpack(tar_bytes(sym("lib", str(outside)), dir_("d"), reg("d/old", b"o"), reg("x", b"x"),
+                        reg("hl1", b"h"), hard("hl2", "hl1")), l1)
+    do_unpack(tar_bytes(dir_("lib", mode=0o700), reg("lib/precious", b"mine"), reg(".wh.x", b""),
+                        reg("d/.wh..wh..opq", b""), reg("d/new", b"n")), l2)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    s1 = layers.copy_layer_apply(l1, flat)
+    s2 = layers.copy_layer_apply(l2, flat)
+    assert s1.entries == 6 and s2.whiteouts == 2
+    assert (outside / "precious").read_bytes() == b"p"  # the lower symlink was replaced, not followed
+    assert not (flat / "lib").is_symlink() and (flat / "lib/precious").read_bytes() == b"mine"
+    assert stat.S_IMODE(os.lstat(flat / "lib").st_mode) == 0o700
+    assert not (flat / "x").exists() and os.listdir(flat / "d") == ["new"]
+    assert os.lstat(flat / "hl1").st_ino == os.lstat(flat / "hl2").st_ino
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "f").write_bytes(b"")
+    os.setxattr(bad / "f", "trusted.overlay.metacopy", b"")
+    with pytest.raises(CorruptData, match="metacopy"):
+        layers.copy_layer_apply(bad, flat)

@@ -115,7 +115,12 @@ def test_memory_swap_and_shm() -> None:
 
 @pytest.mark.parametrize(
     ("value", "nano", "quota"),
-    [("1", 10**9, 100000), ("1.5", 1_500_000_000, 150000), ("0.5", 5 * 10**8, 50000), ("3/2", 1_500_000_000, 150000)],
+    [
+        ("1", 10**9, 100000),
+        ("1.5", 1_500_000_000, 150000),
+        ("0.5", 5 * 10**8, 50000),
+        ("3/2", 1_500_000_000, 150000),
+    ],
 )
 def test_parse_cpus(value: str, nano: int, quota: int) -> None:
     assert parse_cpus(value) == nano
@@ -132,7 +137,12 @@ def test_parse_cpus_errors() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("root", ("root", None)), ("1000", ("1000", None)), ("1000:1000", ("1000", "1000")), ("app:", ("app", ""))],
+    [
+        ("root", ("root", None)),
+        ("1000", ("1000", None)),
+        ("1000:1000", ("1000", "1000")),
+        ("app:", ("app", "")),
+    ],
 )
 def test_parse_user(value: str, expected: tuple[str, str | None]) -> None:
     assert parse_user(value) == expected
@@ -152,7 +162,7 @@ def test_parse_env() -> None:
 
 
 def test_parse_env_text() -> None:
-    text = "\ufeff# comment\n\n  FOO=bar baz \nQUOTED=\"q\"\nHOME\nMISSING\nEMPTY=\n"
+    text = '\ufeff# comment\n\n  FOO=bar baz \nQUOTED="q"\nHOME\nMISSING\nEMPTY=\n'
     assert parse_env_text(text, {"HOME": "/root"}) == ["FOO=bar baz ", 'QUOTED="q"', "HOME=/root", "EMPTY="]
     assert _err(parse_env_text, "BAD KEY=1") == "variable 'BAD KEY' contains whitespaces"
     assert _err(parse_env_text, "=1") == "no variable name on line '=1'"
@@ -167,10 +177,14 @@ def test_parse_env_file(tmp_path) -> None:
     assert _err(parse_env_file, str(missing)) == f"open {missing}: no such file or directory"
     bad = tmp_path / "bad"
     bad.write_text("A B=1\n")
-    assert _err(parse_env_file, str(bad), {}) == f"invalid env file ({bad}): variable 'A B' contains whitespaces"
+    assert (
+        _err(parse_env_file, str(bad), {}) == f"invalid env file ({bad}): variable 'A B' contains whitespaces"
+    )
     binary = tmp_path / "bin"
     binary.write_bytes(b"A=1\nB=\xff\n")
-    assert _err(parse_env_file, str(binary), {}) == f"invalid env file ({binary}): invalid utf8 bytes at line 2"
+    assert (
+        _err(parse_env_file, str(binary), {}) == f"invalid env file ({binary}): invalid utf8 bytes at line 2"
+    )
 
 
 def test_parse_label() -> None:
@@ -199,16 +213,27 @@ def test_parse_sysctl() -> None:
         ("/src:/dst", Mount(type="bind", source="/src", target="/dst", propagation="")),
         ("/src:/dst:ro", Mount(type="bind", source="/src", target="/dst", read_only=True, mode="ro")),
         ("/src:/dst:rw", Mount(type="bind", source="/src", target="/dst", mode="rw")),
-        ("/src:/dst:ro,Z", Mount(type="bind", source="/src", target="/dst", read_only=True, relabel="Z", mode="ro,Z")),
+        (
+            "/src:/dst:ro,Z",
+            Mount(type="bind", source="/src", target="/dst", read_only=True, relabel="Z", mode="ro,Z"),
+        ),
         ("/src:/dst:z", Mount(type="bind", source="/src", target="/dst", relabel="z", mode="z")),
-        ("/src:/dst:rshared", Mount(type="bind", source="/src", target="/dst", propagation="rshared", mode="rshared")),
+        (
+            "/src:/dst:rshared",
+            Mount(type="bind", source="/src", target="/dst", propagation="rshared", mode="rshared"),
+        ),
         ("/src/:/dst/", Mount(type="bind", source="/src", target="/dst")),
         ("myvol:/data", Mount(type="volume", source="myvol", target="/data")),
-        ("myvol:/data:ro,nocopy", Mount(type="volume", source="myvol", target="/data", read_only=True, nocopy=True, mode="ro,nocopy")),
+        (
+            "myvol:/data:ro,nocopy",
+            Mount(
+                type="volume", source="myvol", target="/data", read_only=True, nocopy=True, mode="ro,nocopy"
+            ),
+        ),
         ("./rel:/dst", Mount(type="bind", source="/work/dir/rel", target="/dst")),
         (".:/dst", Mount(type="bind", source="/work/dir", target="/dst")),
     ],
-)  # fmt: skip
+)
 def test_parse_volume(spec: str, expected: Mount) -> None:
     assert parse_volume(spec, cwd="/work/dir") == expected
 
@@ -292,9 +317,18 @@ def test_parse_mount() -> None:
         ("type=bind,source=/a,target=/b,foo", "invalid field 'foo' must be a key=value pair"),
         ("type=bind,source=/a,target=/b,foo=bar", "unexpected key 'foo' in 'foo=bar'"),
         ("type=bind,source=/a,target=/b,readonly=maybe", "invalid value for readonly: maybe"),
-        ("type=bind,source=/a,target=/b,volume-nocopy", "cannot mix 'volume-*' options with mount type 'bind'"),
-        ("type=volume,target=/b,bind-propagation=shared", "cannot mix 'bind-*' options with mount type 'volume'"),
-        ("type=bind,source=/a,target=/b,tmpfs-size=1m", "cannot mix 'tmpfs-*' options with mount type 'bind'"),
+        (
+            "type=bind,source=/a,target=/b,volume-nocopy",
+            "cannot mix 'volume-*' options with mount type 'bind'",
+        ),
+        (
+            "type=volume,target=/b,bind-propagation=shared",
+            "cannot mix 'bind-*' options with mount type 'volume'",
+        ),
+        (
+            "type=bind,source=/a,target=/b,tmpfs-size=1m",
+            "cannot mix 'tmpfs-*' options with mount type 'bind'",
+        ),
         ("type=tmpfs,target=/b,tmpfs-size=big", "invalid value for tmpfs-size: big"),
         ("type=tmpfs,target=/b,tmpfs-mode=999", "invalid value for tmpfs-mode: 999"),
         ("type=bind,target=/b", 'invalid mount config for type "bind": field Source must not be empty'),
@@ -307,7 +341,10 @@ def test_parse_mount() -> None:
             'invalid mount config for type "bind": invalid propagation mode: weird',
         ),
         ("type=npipe,source=/a,target=/b", 'invalid mount config for type "npipe": mount type unknown'),
-        ("type=tmpfs,source=/a,target=/b", 'invalid mount config for type "tmpfs": field Source must not be specified'),
+        (
+            "type=tmpfs,source=/a,target=/b",
+            'invalid mount config for type "tmpfs": field Source must not be specified',
+        ),
         (
             "type=volume,target=/b,readonly",
             'invalid mount config for type "volume": must not set ReadOnly mode when using anonymous volumes',
@@ -322,7 +359,8 @@ def test_parse_mount() -> None:
         ),
         (
             "type=bind,source=/a,target=/b,bind-recursive=nope",
-            'invalid value for bind-recursive: nope (must be "enabled", "disabled", "writable", or "readonly")',
+            'invalid value for bind-recursive: nope (must be "enabled", "disabled", "writable", '
+            'or "readonly")',
         ),
     ],
 )
@@ -360,13 +398,20 @@ def test_tmpfs_data() -> None:
         ("[::1]:8080:80", [PortBinding(80, "tcp", "::1", "8080")]),
         ("::1:8080:80", [PortBinding(80, "tcp", "::1", "8080")]),
         ("8080:80/SCTP", [PortBinding(80, "sctp", "", "8080")]),
-        ("8000-8002:80-82", [PortBinding(80, "tcp", "", "8000"), PortBinding(81, "tcp", "", "8001"), PortBinding(82, "tcp", "", "8002")]),
+        (
+            "8000-8002:80-82",
+            [
+                PortBinding(80, "tcp", "", "8000"),
+                PortBinding(81, "tcp", "", "8001"),
+                PortBinding(82, "tcp", "", "8002"),
+            ],
+        ),
         ("8000-8010:80", [PortBinding(80, "tcp", "", "8000-8010")]),
         ("80-81", [PortBinding(80, "tcp", "", ""), PortBinding(81, "tcp", "", "")]),
         ("published=8080,target=80", [PortBinding(80, "tcp", "", "8080")]),
         ("target=53,published=5353,protocol=udp", [PortBinding(53, "udp", "", "5353")]),
     ],
-)  # fmt: skip
+)
 def test_parse_port(spec: str, expected: list[PortBinding]) -> None:
     assert parse_port(spec) == expected
 
@@ -385,7 +430,7 @@ def test_parse_port(spec: str, expected: list[PortBinding]) -> None:
         ("90-80", "invalid containerPort: 90-80"),
         ("a=b,c", "invalid publish opts format (should be name=value but got 'c')"),
     ],
-)  # fmt: skip
+)
 def test_parse_port_errors(spec: str, message: str) -> None:
     assert _err(parse_port, spec) == message
 
@@ -490,10 +535,14 @@ def test_parse_gpus() -> None:
     assert parse_gpus("all") == DeviceRequest(count=-1)
     assert parse_gpus("2") == DeviceRequest(count=2)
     assert parse_gpus('"device=0,1"') == DeviceRequest(count=0, device_ids=("0", "1"))
-    assert parse_gpus("count=2,capabilities=utility") == DeviceRequest(count=2, capabilities=(("utility", "gpu"),))
+    assert parse_gpus("count=2,capabilities=utility") == DeviceRequest(
+        count=2, capabilities=(("utility", "gpu"),)
+    )
     assert parse_gpus("driver=nvidia") == DeviceRequest(driver="nvidia", count=1)
     assert parse_gpus('"options=a=b,c=d"').options == {"a": "b", "c": "d"}
-    assert _err(parse_gpus, "count=x") == 'count must be an integer: strconv.Atoi: parsing "x": invalid syntax'
+    assert (
+        _err(parse_gpus, "count=x") == 'count must be an integer: strconv.Atoi: parsing "x": invalid syntax'
+    )
     assert _err(parse_gpus, "count=1,count=2") == "gpu request key 'count' can be specified only once"
     assert _err(parse_gpus, "foo=bar") == "unexpected key 'foo' in 'foo=bar'"
 
@@ -567,7 +616,9 @@ def test_read_seccomp_profile(tmp_path) -> None:
         f"opening seccomp profile ({tmp_path / 'x'}) failed: open {tmp_path / 'x'}: no such file or directory"
     )
     f.write_text("{nope")
-    assert _err(read_seccomp_profile, str(f)).startswith(f"compacting json for seccomp profile ({f}) failed: ")
+    assert _err(read_seccomp_profile, str(f)).startswith(
+        f"compacting json for seccomp profile ({f}) failed: "
+    )
 
 
 def test_namespace_modes() -> None:
@@ -596,7 +647,15 @@ def test_parse_network_mode() -> None:
 
 @pytest.mark.parametrize(
     ("value", "number"),
-    [("SIGTERM", 15), ("TERM", 15), ("sigkill", 9), ("15", 15), ("SIGUSR1", 10), ("RTMIN+3", 37), ("SIGRTMAX", 64)],
+    [
+        ("SIGTERM", 15),
+        ("TERM", 15),
+        ("sigkill", 9),
+        ("15", 15),
+        ("SIGUSR1", 10),
+        ("RTMIN+3", 37),
+        ("SIGRTMAX", 64),
+    ],
 )
 def test_parse_signal(value: str, number: int) -> None:
     assert parse_signal(value) == number

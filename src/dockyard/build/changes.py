@@ -110,7 +110,9 @@ def apply_instruction(config: dict[str, Any], instr: Any, *, expand_env: Mapping
     elif cmd == "stopsignal":
         config["StopSignal"] = x(instr.args[0]) if instr.args else ""
     elif cmd == "onbuild":
-        config["OnBuild"] = [*(config.get("OnBuild") or []), instr.original.split(None, 1)[1]]
+        if not instr.args:
+            raise BuildError(f"{where}ONBUILD requires at least one argument")
+        config["OnBuild"] = [*(config.get("OnBuild") or []), instr.args[0]]
     elif cmd == "shell":
         if not instr.json_form:
             raise BuildError(f"{where}SHELL requires the arguments to be in JSON form")

@@ -555,7 +555,7 @@ def attach(name: str, argv: list[str]) -> int:
         c = ops.refresh(eng, ops.resolve(eng, a.container))
         if c["state"].get("status") not in ("running", "paused"):
             raise InvalidArgument("You cannot attach to a stopped container, start it first")
-        sock_path = ops.container_dir(eng, c["id"]) / "attach.sock"
+        sock_path = ops.attach_socket(c["id"])
     return _attach_and_wait(sock_path, tty=c["config"].get("tty", False),
                             stdin=not a.no_stdin and c["config"].get("open_stdin", False))
 
@@ -690,18 +690,20 @@ def _user_name(uid: str) -> str:
 
 
 def _container_pids(init_pid: int) -> list[int]:
-    """The init and its descendants (host pids), found through /proc's children lists."""
-    out, stack = [], [init_pid]
-    while stack:
-        pid = stack.pop()
-        out.append(pid)
-        try:
-            for tid in os.listdir(f"/proc/{pid}/task"):
-                with open(f"/proc/{pid}/task/{tid}/children") as f:
-                    stack += [int(x) for x in f.read().split()]
-        except OSError:
-            continue
-    return sorted(set(out))
+    """Host pids of every process in the init's pid namespace (exec'd ones are not its descendants)."""
+    try:
+        ns = os.readlink(f"/proc/{init_pid}/ns/pid")
+    except OSError:
+        return []
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry}/ns/pid") == ns:
+                    out.append(int(entry))
+            except OSError:
+                continue
+    return sorted(out)
 
 
 def diff(name: str, argv: list[str]) -> int:

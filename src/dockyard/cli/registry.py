@@ -165,7 +165,9 @@ def search(name: str, argv: list[str]) -> int:
         if not eq or k not in ("stars", "is-official", "is-automated"):
             raise InvalidArgument(f"invalid filter '{f}'")
         filters[k] = v
-    with RegistryClient(domain) as client:
+    # Docker Hub answers searches at its index, not at the registry API host
+    base = "https://index.docker.io" if domain == DOCKER_HUB_DOMAIN else None
+    with RegistryClient(domain, base_url=base) as client:
         results = client.search_v1(term, a.limit)
         if results is None:
             try:

@@ -29,7 +29,7 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Protocol
+from typing import IO, Any, BinaryIO, Protocol, cast
 
 from dockyard.digest import CHUNK
 from dockyard.errors import CorruptData, InvalidReference
@@ -231,8 +231,8 @@ class TarSink:
     """
 
     def __init__(self, out: BinaryIO, mtime: int = 0) -> None:
-        self._tf = tarfile.open(fileobj=_Counting(out), mode="w", format=tarfile.PAX_FORMAT,  # type: ignore[call-overload]  # noqa: SIM115
-                                copybufsize=CHUNK)
+        self._tf = tarfile.TarFile(fileobj=cast(IO[bytes], _Counting(out)), mode="w",
+                                   format=tarfile.PAX_FORMAT, copybufsize=CHUNK)
         self._mtime = mtime
 
     def _info(self, name: str, kind: bytes, size: int) -> tarfile.TarInfo:

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from dockyard.digest import CHUNK, HashingReader
 from dockyard.errors import CorruptData, DockyardError, InvalidArgument, InvalidReference
@@ -660,9 +660,9 @@ def _add_layers(eng: Engine, r: ArchiveReader, img: _LoadImage, done: dict[str, 
                     # which add_layer_from_tar checks (of the decompressed bytes) anyway.
                     check = src.blob_digest if src.blob_digest != src.diff_id else None
                     algo = (check or "sha256:").split(":", 1)[0]
-                    hr = HashingReader(raw, algo if algo in ("sha256", "sha512") else "sha256")  # type: ignore[arg-type]
+                    hr = HashingReader(cast(BinaryIO, raw), algo if algo == "sha512" else "sha256")
                     try:
-                        stream = open_decompressed(hr)  # type: ignore[arg-type]
+                        stream = open_decompressed(cast(BinaryIO, hr))
                     except InvalidArgument:
                         raise CorruptData("not a tar archive, and not a compressed one")
                     try:
@@ -682,6 +682,8 @@ def _add_layers(eng: Engine, r: ArchiveReader, img: _LoadImage, done: dict[str, 
                     raise CorruptData(f"{label}: {src.member}: layer does not match its diff_id"
                                       f"{str(e).removeprefix('layer: digest mismatch')}")
                 raise type(e)(f"{label}: {_wrap(src.member, e)}")
+            except DockyardError as e:  # e.g. the file system refused an entry: name the layer
+                raise type(e)(f"{label}: {src.member}: {e}", hint=e.hint)
             out.append(layer)
             done[chain] = layer
         parent = chain

@@ -30,6 +30,17 @@ def container_dir(eng: Engine, cid: str) -> Path:
     return eng.root / "containers" / cid
 
 
+def run_root() -> Path:
+    return Path(os.environ.get("DOCKYARD_RUN_ROOT", "/run/dockyard"))
+
+
+def attach_socket(cid: str) -> Path:
+    """Unix socket paths are limited to 108 bytes, so sockets live under the short run root."""
+    d = run_root() / "sock"
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return d / f"{cid}.attach"
+
+
 def runtime_for(eng: Engine, name: str | None = None) -> Any:
     name = name or os.environ.get("DOCKYARD_RUNTIME", "builtin")
     run_root = Path(os.environ.get("DOCKYARD_RUN_ROOT", "/run/dockyard"))
@@ -65,11 +76,13 @@ def _decode(row: Any) -> dict[str, Any]:
 
 
 def _proc_start(pid: int) -> str | None:
+    """The start time of a live process (a zombie is not live: nobody may reap a dead monitor)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
+            fields = f.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
+    return None if fields[0] in ("Z", "X") else fields[19]
 
 
 def monitor_alive(state: dict[str, Any]) -> bool:
@@ -86,7 +99,7 @@ def refresh(eng: Engine, c: dict[str, Any]) -> dict[str, Any]:
             runtime_for(eng, c["config"].get("runtime")).delete(c["id"], force=True)
         _unmount(eng, c)
         st = eng.db.update_container_state(
-            c["id"], status="exited", exit_code=st.get("exit_code") if st.get("exit_code") is not None else 255,
+            c["id"], status="exited", exit_code=255,
             finished_at=st.get("finished_at") or time.time(), pid=0, error="monitor exited unexpectedly")
         c["state"] = st
     return c
@@ -191,10 +204,26 @@ def _write_bundle(eng: Engine, cid: str, cdir: Path, image_config: dict[str, Any
         resolv_conf_path=str(cdir / "resolv.conf"), passwd_text=passwd, group_text=group,
         cgroups_path=f"/dockyard/{cid}",
     )
+    _limit_caps_to_host(spec)
     tmp = cdir / "config.json.tmp"
     tmp.write_text(json.dumps(spec, indent=1))
     os.rename(tmp, cdir / "config.json")
     return {"args": spec["process"]["args"], "hostname": hostname}
+
+
+def _limit_caps_to_host(spec: dict[str, Any]) -> None:
+    """A container can hold no capability the engine lacks (this VM has no CAP_SYS_RESOURCE, say)."""
+    from dockyard.runtime.runopts import CAPABILITY_NAMES
+
+    try:
+        with open("/proc/self/status") as f:
+            bnd = int(next(line for line in f if line.startswith("CapBnd:")).split()[1], 16)
+    except (OSError, StopIteration, ValueError):
+        return
+    have = {"CAP_" + n for i, n in enumerate(CAPABILITY_NAMES) if bnd >> i & 1}
+    caps = spec.get("process", {}).get("capabilities") or {}
+    for k, v in caps.items():
+        caps[k] = [c for c in v if c in have]
 
 
 def _read_container_file(eng: Engine, image_id: str, rel: str) -> str | None:
@@ -220,7 +249,7 @@ def start(eng: Engine, c: dict[str, Any], *, wait_attach: bool = False) -> Path:
     c = refresh(eng, c)
     status = c["state"].get("status")
     if status in ("running", "paused"):
-        return container_dir(eng, c["id"]) / "attach.sock"
+        return attach_socket(c["id"])
     cid = c["id"]
     cdir = container_dir(eng, cid)
     rt = runtime_for(eng, c["config"].get("runtime"))
@@ -230,7 +259,7 @@ def start(eng: Engine, c: dict[str, Any], *, wait_attach: bool = False) -> Path:
     snap = snapshots.Snapshot(cdir / "fs", chain, snapshots.default_driver())
     snapshots.mount(snap)
     mcfg = MonitorConfig(
-        container_id=cid, bundle=cdir, log_path=cdir / f"{cid}-json.log", attach_path=cdir / "attach.sock",
+        container_id=cid, bundle=cdir, log_path=cdir / f"{cid}-json.log", attach_path=attach_socket(cid),
         tty=c["config"].get("tty", False), open_stdin=c["config"].get("open_stdin", False),
         stdin_once=c["config"].get("open_stdin", False), wait_attach=wait_attach,
     )
@@ -572,3 +601,108 @@ def _env_of(eng: Engine, c: dict[str, Any]) -> list[str]:
             return list(json.load(f)["process"].get("env", []))
     except (OSError, ValueError, KeyError):
         return []
+
+
+# ---- export / cp ----------------------------------------------------------------------------
+@contextlib.contextmanager
+def mounted(eng: Engine, c: dict[str, Any]) -> Any:
+    """The container's merged filesystem, mounted for the duration (already mounted if running)."""
+    from dockyard.store import snapshots
+
+    cdir = container_dir(eng, c["id"])
+    snap = snapshots.Snapshot(cdir / "fs", [eng.layers.diff_path(x) for x in c["config"]["chain"]],
+                              snapshots.default_driver())
+    was = snapshots.is_mounted(snap.rootfs)
+    if not was:
+        snapshots.mount(snap)
+    try:
+        yield snap.rootfs
+    finally:
+        if not was and refresh(eng, resolve(eng, c["id"]))["state"].get("status") not in ("running", "paused"):
+            snapshots.unmount(snap)
+
+
+def export(eng: Engine, c: dict[str, Any], output: str | None) -> None:
+    import sys
+
+    from dockyard.store import layers as layers_mod
+
+    with mounted(eng, c) as rootfs:
+        if output is None:
+            layers_mod.write_diff_tar(rootfs, sys.stdout.buffer)
+            return
+        tmp = f"{output}.tmp-{os.getpid()}"
+        try:
+            with open(tmp, "wb") as f:
+                layers_mod.write_diff_tar(rootfs, f)
+            os.rename(tmp, output)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+
+def resolve_in_root(root: Path, path: str, *, follow_last: bool = True) -> Path:
+    """``path`` inside a container's root, symlinks resolved as the container would see them.
+
+    Never leaves ``root``: ``..`` stops at it and absolute link targets restart from it.
+    """
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    resolved: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = root.joinpath(*resolved, part)
+        if candidate.is_symlink() and (parts or follow_last):
+            hops += 1
+            if hops > 40:
+                raise InvalidArgument(f"too many levels of symbolic links: {path}")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            continue
+        resolved.append(part)
+    return root.joinpath(*resolved)
+
+
+def copy(eng: Engine, src: str, dest: str) -> None:
+    """``docker cp`` in either direction, with Docker's rules for directories and trailing slashes."""
+    import shutil
+
+    def split(arg: str) -> tuple[str | None, str]:
+        if ":" in arg and not arg.startswith(("/", ".")):
+            name, _, path = arg.partition(":")
+            return name, path
+        return None, arg
+
+    s_name, s_path = split(src)
+    d_name, d_path = split(dest)
+    if (s_name is None) == (d_name is None):
+        raise InvalidArgument("copying between containers or between two local paths is not supported: "
+                              "name exactly one side as CONTAINER:PATH")
+    name = s_name or d_name
+    assert name is not None
+    c = resolve(eng, name)
+    with mounted(eng, c) as rootfs:
+        if s_name is not None:
+            source = resolve_in_root(rootfs, s_path)
+            target = Path(d_path)
+        else:
+            source = Path(s_path)
+            target = resolve_in_root(rootfs, d_path)
+        if not os.path.lexists(source):
+            raise InvalidArgument(f"Could not find the file {s_path} in container {name}" if s_name
+                                  else f"stat {s_path}: no such file or directory")
+        if target.is_dir():
+            target = target / source.name
+        elif d_path.endswith("/"):
+            raise InvalidArgument(f"destination directory {d_path} does not exist")
+        if source.is_dir() and not source.is_symlink():
+            shutil.copytree(source, target, symlinks=True, dirs_exist_ok=True)
+        else:
+            shutil.copy2(source, target, follow_symlinks=False)

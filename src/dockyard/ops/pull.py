@@ -233,7 +233,7 @@ class Puller:
             else:
                 todo.append(i)
         if todo or eng.db.image(cfg.id) is None:  # an image that is up to date shows no layers
-            for i, x in enumerate(layers):
+            for x in layers:
                 if x is not None:
                     p.update(short_digest(x.blob_digest), "Already exists")
         for i in todo:
@@ -283,8 +283,17 @@ class Puller:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pull") as pool:
             futs: dict[Future[_Pending], int] = {
                 pool.submit(self._fetch_layer, client, repo, descs[i], diff_ids[i],
-                            chains[i - 1] if i else None, i, cancel): i for i in todo}
-            done, not_done = wait(futs, return_when=FIRST_EXCEPTION)
+                            chains[i - 1] if i else None, i, cancel,
+                            self.eng.layers.get(chains[i]) is None): i for i in todo}
+            try:
+                done, not_done = wait(futs, return_when=FIRST_EXCEPTION)
+            except BaseException:  # Ctrl-C: stop the workers at their next read, clean up, re-raise
+                cancel.set()
+                for f in futs:
+                    f.cancel()
+                wait(futs)
+                _abort([f.result() for f in futs if f.done() and not f.cancelled() and f.exception() is None])
+                raise
             if any(f.exception() is not None for f in done):
                 cancel.set()
                 for f in not_done:
@@ -304,13 +313,13 @@ class Puller:
         return [results[i] for i in todo]
 
     def _fetch_layer(self, client: RegistryClient, repo: str, d: Descriptor, diff_id: str,
-                     parent: str | None, index: int, cancel: threading.Event) -> _Pending:
+                     parent: str | None, index: int, cancel: threading.Event, unpack: bool) -> _Pending:
+        """Download (or read) one layer blob, unpacking it (``unpack``) in the same pass; verify."""
         from dockyard.store.compression import open_decompressed
 
         eng = self.eng
         p = self.progress
         sid = short_digest(d.digest)
-        unpack = eng.layers.get(chain_ids_at(parent, diff_id)) is None
         total = [0]
 
         def on_bytes(n: int) -> None:
@@ -358,10 +367,6 @@ class Puller:
         finally:
             if src is not None:
                 src.close()
-
-
-def chain_ids_at(parent: str | None, diff_id: str) -> str:
-    return chain_ids([parent, diff_id])[1] if parent else diff_id
 
 
 def _check_blob(writer: BlobWriter, d: Descriptor) -> None:

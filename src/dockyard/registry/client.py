@@ -145,7 +145,7 @@ class RegistryClient:
     # ---- the request loop ----------------------------------------------------------------------
     def ping(self) -> httpx.Response:
         """``GET /v2/``: learns the auth challenge; raises if the registry is unreachable."""
-        r = self._send("GET", self.url("/v2/"), scopes=None, authenticate=False)
+        r = self._send("GET", self.url("/v2/"), scopes=None, authenticate=False, retry_refused=False)
         r.close()
         if r.status_code == 401:
             if not self.auth.learn(r.headers.get("www-authenticate")):
@@ -167,8 +167,12 @@ class RegistryClient:
 
     def _send(self, method: str, url: str, *, scopes: list[str] | None, headers: dict[str, str] | None = None,
               content: bytes | None = None, stream: bool = False, retry: bool = True,
-              authenticate: bool = True, follow: bool = False) -> httpx.Response:
-        """One request with auth, retries (transport errors, 5xx, 429) and one re-auth on 401."""
+              authenticate: bool = True, follow: bool = False, retry_refused: bool = True) -> httpx.Response:
+        """One request with auth, retries (transport errors, 5xx, 429) and one re-auth on 401.
+
+        ``retry_refused=False``: a refused connection fails at once (nobody listens: the first
+        contact with a registry says so without waiting through the backoff).
+        """
         import httpx
 
         if authenticate:
@@ -187,7 +191,8 @@ class RegistryClient:
                 r = self.http.send(req, stream=stream, follow_redirects=follow)
             except httpx.TransportError as e:
                 attempt += 1
-                if attempt < attempts:
+                refused = isinstance(e, httpx.ConnectError) and "refused" in str(e).lower()
+                if attempt < attempts and (retry_refused or not refused):
                     _sleep_backoff(attempt - 1)
                     continue
                 raise RegistryError(transport_message(e, url, method))
@@ -210,9 +215,13 @@ class RegistryClient:
         r.close()
         if r.status_code == 401:
             creds = self.auth.creds
-            msg = "unauthorized: incorrect username or password" if creds and not text.startswith(
-                "unauthorized: authentication required") and self.auth.challenge and \
-                self.auth.challenge.scheme == "basic" else "unauthorized: authentication required"
+            basic = self.auth.challenge is not None and self.auth.challenge.scheme == "basic"
+            if creds and basic:
+                msg = "unauthorized: incorrect username or password"
+            elif text.startswith("unauthorized: ") and creds:
+                msg = text
+            else:
+                msg = "unauthorized: authentication required"
             return AuthError(msg, hint=None if creds else self.login_hint)
         if r.status_code == 403:
             return AuthError(f"denied: {what}: requested access to the resource is denied"
@@ -465,7 +474,7 @@ class BlobReader:
             headers["Range"] = f"bytes={self.pos}-"
         url = self.client.url(f"/v2/{self.repo}/blobs/{self.digest}")
         r = self.client._send("GET", url, scopes=self.client.pull_scope(self.repo), headers=headers,
-                              stream=True, follow=True)
+                              stream=True, follow=True, retry=False)  # read() has its own retry loop
         if r.status_code == 206 and self.pos:
             cr = r.headers.get("content-range", "")
             try:
@@ -486,7 +495,7 @@ class BlobReader:
         else:
             raise self.client._fail(r, f"{self.repo}: blob {self.digest}")
         self._resp = r
-        self._it = r.iter_raw(_CHUNK)
+        self._it = r.iter_raw()  # as received: a cut body keeps every byte that arrived
 
     def _drop(self) -> None:
         if self._resp is not None:

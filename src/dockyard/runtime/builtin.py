@@ -126,10 +126,16 @@ def _raise_payload(payload: str) -> NoReturn:
 
 # --- config helpers ----------------------------------------------------------------------------------
 def load_config(bundle: str) -> dict[str, object]:
+    return _load_config(bundle)[0]
+
+
+def _load_config(bundle: str) -> tuple[dict[str, object], bytes]:
+    """(parsed config, raw bytes): the raw bytes are copied into the state dir as they are."""
     path = os.path.join(bundle, "config.json")
     try:
         with open(path, "rb") as f:
-            cfg = json.loads(f.read())
+            raw = f.read()
+        cfg = json.loads(raw)
     except FileNotFoundError:
         raise InvalidArgument(f"JSON specification file {path} not found")
     except ValueError as e:
@@ -142,7 +148,7 @@ def load_config(bundle: str) -> dict[str, object]:
     root = cfg.get("root")
     if not isinstance(root, dict) or not root.get("path"):
         raise InvalidArgument(f"{path}: root.path is required")
-    return cfg
+    return cfg, raw
 
 
 def _linux(cfg: dict[str, object]) -> dict[str, object]:
@@ -279,7 +285,8 @@ class _Child:
         self.stdio: tuple[int, int, int] | None = kw.get("stdio")  # type: ignore[assignment]
         self.console_fd: int | None = kw.get("console_fd")  # type: ignore[assignment]
         self.no_pivot = bool(kw.get("no_pivot"))
-        self.fifo = str(kw.get("fifo") or "")
+        #: O_PATH fd of exec.fifo, opened by the caller: the init may not be able to reach the state dir
+        self.fifo_fd = int(kw.get("fifo_fd", -1))  # type: ignore[call-overload]
         self.sync_hooks = bool(kw.get("sync_hooks"))
         self.wait_child = bool(kw.get("wait_child"))
 
@@ -365,7 +372,7 @@ class _Child:
         try:
             os.setsid()
             self._dup_stdio()
-            fifo_path_fd = os.open(self.fifo, os.O_PATH | os.O_CLOEXEC)
+            fifo_path_fd = self.fifo_fd
             cgroupns = bool(self.new_flags & L.CLONE_NEWCGROUP)
             sources = [(name, path, self._controllers(name)) for name, path in self.cg.bind_sources()]
             rs = RootfsSetup(self.config, self.bundle, self.rootfs, userns="user" in self.types,
@@ -539,11 +546,11 @@ class BuiltinRuntime:
         proxy a terminal for ``run`` without a console socket.
         """
         bundle_s = os.path.abspath(os.fspath(bundle))
-        cfg = load_config(bundle_s)
+        cfg, raw = _load_config(bundle_s)
         state_dir = self.store.reserve(id)
         ctx: dict[str, object] = {}
         try:
-            return self._create(id, bundle_s, cfg, state_dir, ctx, stdio, console_socket, console_fd,
+            return self._create(id, bundle_s, cfg, raw, state_dir, ctx, stdio, console_socket, console_fd,
                                 pid_file, no_pivot)  # fmt: skip
         except BaseException:
             self._abort(ctx)
@@ -572,7 +579,7 @@ class BuiltinRuntime:
             except (OSError, RuntimeFailure):
                 pass
 
-    def _create(self, id: str, bundle: str, cfg: dict[str, object], state_dir: str, ctx: dict[str, object],
+    def _create(self, id: str, bundle: str, cfg: dict[str, object], raw: bytes, state_dir: str, ctx: dict[str, object],
                 stdio: tuple[int, int, int] | None, console_socket: str | None, console_fd: int | None,
                 pid_file: str | None, no_pivot: bool) -> int:  # fmt: skip
         linux = _linux(cfg)
@@ -605,6 +612,7 @@ class BuiltinRuntime:
             seccomp = build(linux["seccomp"])  # type: ignore[arg-type]
         fifo = os.path.join(state_dir, FIFO_FILE)
         os.mkfifo(fifo, 0o622)
+        os.chmod(fifo, 0o622)  # not subject to umask: a non-root container user must be able to open it
         if "user" in types and new_flags & L.CLONE_NEWUSER:
             os.chown(
                 fifo,
@@ -619,11 +627,13 @@ class BuiltinRuntime:
         annotations = cfg.get("annotations") if isinstance(cfg.get("annotations"), dict) else {}
 
         preload(cfg, proc)
+        fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+        ctx["fifo_fd"] = fifo_fd
         c2p_r, c2p_w = os.pipe2(os.O_CLOEXEC)
         p2c_r, p2c_w = os.pipe2(os.O_CLOEXEC)
         child = _Child(config=cfg, process=proc, bundle=bundle, rootfs=rootfs, cg=cg, seccomp=seccomp,
                        new_flags=new_flags, joins=joins, types=types, c2p=c2p_w, p2c=p2c_r, stdio=stdio,
-                       console_fd=console_fd, no_pivot=no_pivot, fifo=fifo, sync_hooks=sync_hooks)  # fmt: skip
+                       console_fd=console_fd, no_pivot=no_pivot, fifo_fd=fifo_fd, sync_hooks=sync_hooks)  # fmt: skip
         try:
             a_pid = os.fork()
             if a_pid == 0:
@@ -638,6 +648,7 @@ class BuiltinRuntime:
                 seccomp.release()
             if ctx.get("console_fd") is not None:
                 os.close(int(ctx["console_fd"]))  # type: ignore[call-overload]
+            os.close(fifo_fd)
         ch = _Channel(c2p_r)
         try:
             init_pid = None
@@ -662,7 +673,7 @@ class BuiltinRuntime:
                 if hooks_pending and init_pid is not None:
                     hooks_pending = False
                     st = OCIState(OCI_VERSION, id, "creating", init_pid, bundle, annotations, rootfs, created)  # type: ignore[arg-type]
-                    state_json = json.dumps(st.to_dict())
+                    state_json = json.dumps(st.spec_dict())
                     try:
                         run_hooks(hooks_of(cfg, "prestart"), "prestart", state_json.encode())
                         run_hooks(hooks_of(cfg, "createRuntime"), "createRuntime", state_json.encode())
@@ -679,13 +690,14 @@ class BuiltinRuntime:
         info = L.proc_start_time(init_pid)
         if info is None:
             raise RuntimeFailure("container init exited during create")
-        with open(os.path.join(state_dir, CONFIG_FILE), "w") as f:
-            json.dump(cfg, f)
+        with open(os.path.join(state_dir, CONFIG_FILE), "wb") as f:
+            f.write(raw)
         hooks = cfg.get("hooks") if isinstance(cfg.get("hooks"), dict) else {}
         self.store.write(id, {
             "ociVersion": OCI_VERSION, "id": id, "pid": init_pid, "start_time": info[0], "bundle": bundle,
             "rootfs": rootfs, "created": created, "owner": "", "annotations": annotations,
             "cgroup": cg.to_json(), "namespaces": sorted(types), "hooks": hooks,
+            "new_namespaces": sorted(t for t, (flag, _) in L.NAMESPACES.items() if new_flags & flag),
         })  # fmt: skip
         if pid_file:
             _write_pid_file(pid_file, init_pid)
@@ -792,7 +804,7 @@ class BuiltinRuntime:
         if poststart:
             st = self._to_state(id, data, "running")
             try:
-                run_hooks(poststart, "poststart", json.dumps(st.to_dict()).encode())
+                run_hooks(poststart, "poststart", json.dumps(st.spec_dict()).encode())
             except RuntimeFailure as e:
                 warn(str(e))
 
@@ -861,8 +873,9 @@ class BuiltinRuntime:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        # Leftovers (a shared pid namespace, or a force delete) die with the container.
-        if cg.pids():
+        # Without its own pid namespace the container's processes do not die with its init: kill
+        # what is left in its cgroup (runc does the same).  With one, the kernel already did.
+        if "pid" not in (data.get("new_namespaces") or []) and cg.pids():  # type: ignore[operator]
             self._signal_all(data, signal.SIGKILL)
         import time
 
@@ -877,7 +890,7 @@ class BuiltinRuntime:
         if poststop:
             st = self._to_state(id, data, "stopped")
             try:
-                run_hooks(poststop, "poststop", json.dumps(st.to_dict()).encode())
+                run_hooks(poststop, "poststop", json.dumps(st.spec_dict()).encode())
             except RuntimeFailure as e:
                 warn(str(e))
         self.store.remove(id)

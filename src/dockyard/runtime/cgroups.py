@@ -43,7 +43,7 @@ from ..errors import RuntimeFailure
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
-#: Devices every container may use even under a deny-all rule (runc's AllowedDevices).
+#: Devices every container may use even under a deny-all rule (runc 1.1's AllowedDevices).
 DEFAULT_DEVICE_RULES: tuple[dict[str, object], ...] = (
     {"allow": True, "type": "c", "access": "m"},
     {"allow": True, "type": "b", "access": "m"},
@@ -53,10 +53,43 @@ DEFAULT_DEVICE_RULES: tuple[dict[str, object], ...] = (
     {"allow": True, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
     {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
     {"allow": True, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 5, "minor": 1, "access": "rwm"},
     {"allow": True, "type": "c", "major": 136, "access": "rwm"},
     {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 10, "minor": 200, "access": "rwm"},
 )
+
+
+def device_program(rules: list[dict[str, object]]) -> tuple[bool, list[str]]:
+    """Reduce OCI device rules to (default allow?, exception lines), as runc's devices emulator does.
+
+    Writing the rules one by one would work too, but the kernel keeps exceptions in insertion order;
+    reducing first gives the same, sorted ``devices.list`` as runc and fewer writes.
+    """
+    default_allow = True
+    exceptions: dict[tuple[str, int, int], set[str]] = {}
+    for rule in rules:
+        kind = str(rule.get("type") or "a")
+        allow = bool(rule.get("allow"))
+        access = set(str(rule.get("access") or "rwm"))
+        major = rule.get("major")
+        minor = rule.get("minor")
+        if kind == "a":
+            default_allow = allow
+            exceptions.clear()
+            continue
+        key = (kind, -1 if major is None else int(str(major)), -1 if minor is None else int(str(minor)))
+        if allow != default_allow:
+            exceptions.setdefault(key, set()).update(access)
+        elif key in exceptions:
+            exceptions[key] -= access
+            if not exceptions[key]:
+                del exceptions[key]
+    lines = []
+    for (kind, major, minor), acc in sorted(exceptions.items()):
+        maj = "*" if major < 0 else str(major)
+        mnr = "*" if minor < 0 else str(minor)
+        lines.append(f"{kind} {maj}:{mnr} {''.join(c for c in 'rwm' if c in acc)}")
+    return default_allow, lines
 
 
 def _write(path: str, value: str) -> None:
@@ -87,18 +120,6 @@ def _keyed(path: str) -> dict[str, int]:
     return out
 
 
-def _device_rule(rule: dict[str, object]) -> str:
-    kind = str(rule.get("type") or "a")
-    major = rule.get("major")
-    minor = rule.get("minor")
-    access = str(rule.get("access") or "rwm")
-    if kind == "a":
-        return "a *:* rwm"
-    maj = "*" if major is None or int(str(major)) < 0 else str(major)
-    mnr = "*" if minor is None or int(str(minor)) < 0 else str(minor)
-    return f"{kind} {maj}:{mnr} {access}"
-
-
 def _wait_rmdir(path: str, deadline: float) -> None:
     """rmdir a cgroup, children first, retrying while exiting tasks still pin it (EBUSY)."""
     try:
@@ -116,7 +137,9 @@ def _wait_rmdir(path: str, deadline: float) -> None:
         except FileNotFoundError:
             return
         except OSError as e:
-            if e.errno != errno.EBUSY or time.monotonic() > deadline:
+            # EBUSY right after the last task exited is a transient (exit is still being accounted);
+            # EBUSY with live tasks (a cgroup shared with another container) will not go away.
+            if e.errno != errno.EBUSY or time.monotonic() > deadline or _procs_under(path):
                 raise RuntimeFailure(f"unable to remove cgroup {path}: {e.strerror}")
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
@@ -306,10 +329,16 @@ class CgroupV1(Cgroup):
             for h in hugepages:
                 _write(f"{p}/hugetlb.{h['pageSize']}.limit_in_bytes", str(h["limit"]))
         devices = resources.get("devices")
-        if isinstance(devices, list) and (p := self._path("devices")):
-            for rule in [*devices, *DEFAULT_DEVICE_RULES]:
-                name = "devices.allow" if rule.get("allow") else "devices.deny"
-                _write(f"{p}/{name}", _device_rule(rule))
+        if isinstance(devices, list) and devices and (p := self._path("devices")):
+            default_allow, lines = device_program([*devices, *DEFAULT_DEVICE_RULES])
+            if default_allow:
+                _write(f"{p}/devices.allow", "a")
+                for line in lines:
+                    _write(f"{p}/devices.deny", line)
+            else:
+                _write(f"{p}/devices.deny", "a")
+                for line in lines:
+                    _write(f"{p}/devices.allow", line)
 
     @staticmethod
     def _apply_memory(p: str, mem: dict[str, object]) -> None:

@@ -141,7 +141,7 @@ def _monitor(cfg: MonitorConfig, runtime: Any, ready_fd: int,
     stdin_w: int | None = None
     outs: dict[int, str] = {}
     if cfg.tty:
-        console_path = cfg.bundle / "console.sock"
+        console_path = cfg.attach_path.with_suffix(".console")
         with contextlib.suppress(FileNotFoundError):
             console_path.unlink()
         console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -293,7 +293,7 @@ def _monitor(cfg: MonitorConfig, runtime: Any, ready_fd: int,
     log.close()
     oom = False
     with contextlib.suppress(Exception):
-        oom = bool(getattr(runtime, "oom_killed", lambda _id: False)(cfg.container_id))
+        oom = runtime.cgroup(cfg.container_id).oom_kills() > 0
     assert exited is not None
     try:
         on_exited(exited, oom)

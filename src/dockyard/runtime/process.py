@@ -63,27 +63,19 @@ def _passwd_entries(path: str) -> list[list[str]]:
 
 
 def resolve_user(user: dict[str, object]) -> tuple[int, int, list[int], str]:
-    """(uid, gid, supplementary gids, home) as runc computes them from the container's /etc files.
+    """(uid, gid, supplementary gids, home), as runc computes them for a numeric OCI user.
 
-    Supplementary groups are the groups listing the user's name in /etc/group plus
-    ``additionalGids``; HOME comes from /etc/passwd (default ``/``).
+    Supplementary groups are exactly ``additionalGids`` (runc does not add /etc/group memberships for
+    a numeric uid -- verified against runc 1.1); HOME comes from /etc/passwd, default ``/``.
     """
     uid = int(str(user.get("uid", 0)))
     gid = int(str(user.get("gid", 0)))
-    name = None
     home = "/"
     for ent in _passwd_entries("/etc/passwd"):
         if len(ent) >= 6 and ent[2] == str(uid):
-            name, home = ent[0], ent[5] or "/"
+            home = ent[5] or "/"
             break
     groups: list[int] = []
-    if name is not None:
-        for ent in _passwd_entries("/etc/group"):
-            if len(ent) >= 4 and name in ent[3].split(","):
-                try:
-                    groups.append(int(ent[2]))
-                except ValueError:
-                    pass
     for g in user.get("additionalGids") or []:  # type: ignore[attr-defined]
         if int(g) not in groups:
             groups.append(int(g))

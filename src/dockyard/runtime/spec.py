@@ -447,13 +447,13 @@ def effective_config(
         "Hostname": container_hostname(opts, container_id, host_hostname),
         "Domainname": opts.domainname,
         "User": opts.user or str(img.get("User") or ""),
-        "AttachStdin": "stdin" in opts.attach or opts.stdin_open,
-        "AttachStdout": not opts.attach or "stdout" in opts.attach,
-        "AttachStderr": not opts.attach or "stderr" in opts.attach,
+        "AttachStdin": not opts.detach and ("stdin" in opts.attach or opts.stdin_open),
+        "AttachStdout": not opts.detach and (not opts.attach or "stdout" in opts.attach),
+        "AttachStderr": not opts.detach and (not opts.attach or "stderr" in opts.attach),
         "ExposedPorts": exposed or None,
         "Tty": opts.tty,
         "OpenStdin": opts.stdin_open,
-        "StdinOnce": opts.stdin_open and ("stdin" in opts.attach or not opts.attach),
+        "StdinOnce": opts.stdin_open and not opts.detach,
         "Env": _merge_env(opts.env, _str_list(img.get("Env"))),
         "Cmd": cmd or None,
         "Image": opts.image,
@@ -650,11 +650,16 @@ def _validate(opts: RunOptions, *, host_cpus: int | None) -> None:
     if opts.network == "host":
         for key in opts.sysctls:
             if key.startswith("net."):
-                raise InvalidArgument(f'sysctl "{key}" not allowed in host network namespace')
+                raise InvalidArgument(f'sysctl "{key}" is not allowed in the hosts network namespace')
     if opts.ipc == "host":
         for key in opts.sysctls:
             if key.startswith(("kernel.msg", "kernel.sem", "kernel.shm", "fs.mqueue.")):
-                raise InvalidArgument(f'sysctl "{key}" not allowed in host IPC namespace')
+                raise InvalidArgument(f'sysctl "{key}" is not allowed in the hosts ipc namespace')
+    seen: set[str] = set()
+    for m in opts.mounts:
+        if m.target in seen:
+            raise InvalidArgument(f"Duplicate mount point: {m.target}")
+        seen.add(m.target)
     for dest, data in opts.tmpfs.items():
         if not dest.startswith("/"):
             raise InvalidArgument(f"invalid mount path: '{dest}' mount path must be absolute")

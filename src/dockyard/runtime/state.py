@@ -75,6 +75,21 @@ class OCIState:
             out["annotations"] = self.annotations
         return out
 
+    def spec_dict(self) -> dict[str, object]:
+        """Only the fields the runtime spec defines: what hooks receive on stdin (as runc sends)."""
+        out: dict[str, object] = {
+            "ociVersion": self.oci_version,
+            "id": self.id,
+            "status": self.status,
+            "pid": self.pid,
+            "bundle": self.bundle,
+        }
+        if not self.pid:
+            del out["pid"]  # as runc: no pid once the container is stopped
+        if self.annotations:
+            out["annotations"] = self.annotations
+        return out
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, OCIState):
             return NotImplemented

@@ -343,8 +343,7 @@ class _Unpacker:
             if link_parts == parts:
                 self.skip(member, "hard link to itself")
                 return
-        created: list[tuple[str, ...]] = []
-        pfd = self.tree.parent(parts, member, create=True, created=created)
+        pfd = self.tree.parent(parts, member, create=True)
         assert pfd is not None
         self.touch(parts)
         existing = _lstat_at(pfd, leaf)
@@ -393,7 +392,7 @@ class _Unpacker:
     def _regular(self, pfd: int, leaf: str, member: str, ti: tarfile.TarInfo) -> None:
         fd = os.open(leaf, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                      dir_fd=pfd)
-        with open(fd, "wb", buffering=0, closefd=True) as f:
+        with open(fd, "wb", closefd=True) as f:
             written = 0
             if ti.size:
                 assert self.tf is not None
@@ -407,6 +406,7 @@ class _Unpacker:
                     written += len(chunk)
             if written != ti.size:
                 raise CorruptData(f"layer entry {member!r}: truncated ({written} of {ti.size} bytes)")
+            f.flush()  # before the chown, which must come after the last write (it clears capabilities)
             self.stats.bytes += written
             self._chown(fd, None, None, member, ti)
             os.fchmod(fd, ti.mode & 0o7777)
@@ -718,18 +718,19 @@ def _sorted_entries(path: str) -> list[tuple[str, os.stat_result]]:
     return entries
 
 
-def _walk(root: str) -> Iterator[tuple[tuple[str, ...], os.stat_result]]:
-    """Pre-order, names sorted, never following symlinks; iterative (no recursion limit)."""
-    stack: list[tuple[tuple[str, ...], Iterator[tuple[str, os.stat_result]]]] = [
-        ((), iter(_sorted_entries(root)))
+def _walk(root: str) -> Iterator[tuple[tuple[str, ...], os.stat_result, str]]:
+    """(parts, lstat, path) in pre-order, names sorted, never following symlinks; iterative."""
+    stack: list[tuple[tuple[str, ...], str, Iterator[tuple[str, os.stat_result]]]] = [
+        ((), root, iter(_sorted_entries(root)))
     ]
     while stack:
-        parts, it = stack[-1]
+        parts, dirpath, it = stack[-1]
         for name, st in it:
             p = (*parts, name)
-            yield p, st
+            path = f"{dirpath}/{name}"
+            yield p, st, path
             if stat.S_ISDIR(st.st_mode):
-                stack.append((p, iter(_sorted_entries(_join(root, p)))))
+                stack.append((p, path, iter(_sorted_entries(path))))
                 break
         else:
             stack.pop()
@@ -741,11 +742,17 @@ def _exported_xattr(name: str) -> bool:
     return name == "security.capability" or name.startswith(("user.", "trusted."))
 
 
-def _read_xattrs(path: str) -> dict[str, bytes]:
+def _xattr_names(path: str) -> list[str]:
     try:
-        names = os.listxattr(path, follow_symlinks=False)
+        return os.listxattr(path, follow_symlinks=False)
     except OSError:
-        return {}
+        return []
+
+
+def _read_xattrs(path: str, names: list[str] | None = None) -> dict[str, bytes]:
+    """The xattrs a layer tar carries: security.capability, user.* and trusted.*, minus overlayfs'."""
+    if names is None:
+        names = _xattr_names(path)
     out: dict[str, bytes] = {}
     for name in sorted(names):
         if not _exported_xattr(name):
@@ -757,8 +764,10 @@ def _read_xattrs(path: str) -> dict[str, bytes]:
     return out
 
 
-def _is_opaque(path: str) -> bool:
+def _is_opaque(path: str, names: list[str] | None = None) -> bool:
     for name in _OPAQUE_XATTRS:
+        if names is not None and name not in names:
+            continue
         try:
             if os.getxattr(path, name, follow_symlinks=False) == b"y":
                 return True
@@ -767,16 +776,13 @@ def _is_opaque(path: str) -> bool:
     return False
 
 
-def _check_overlay_features(path: str, rel: str) -> None:
+def _check_overlay_features(names: list[str], rel: str) -> None:
     for name in ("trusted.overlay.metacopy", "trusted.overlay.redirect"):
-        try:
-            os.getxattr(path, name, follow_symlinks=False)
-        except OSError:
-            continue
-        raise CorruptData(
-            f"{rel}: overlay upper uses {name.split('.')[-1]}, which a layer tar cannot express",
-            hint="mount overlays with metacopy=off,redirect_dir=off",
-        )
+        if name in names:
+            raise CorruptData(
+                f"{rel}: overlay upper uses {name.split('.')[-1]}, which a layer tar cannot express",
+                hint="mount overlays with metacopy=off,redirect_dir=off",
+            )
 
 
 class _TarOut:
@@ -810,14 +816,14 @@ class _TarOut:
         ti.size = 0
         self.tf.addfile(ti)
 
-    def entry(self, root: str, parts: Sequence[str], st: os.stat_result) -> bool:
-        """Add one filesystem entry; False if it cannot be in a tar (a socket)."""
-        path = _join(root, parts)
+    def entry(self, path: str, parts: Sequence[str], st: os.stat_result,
+              xattr_names: list[str] | None = None) -> bool:
+        """Add the entry at ``path`` as ``parts``; False if it cannot be in a tar (a socket)."""
         name = "/".join(parts)
         ti = self._info(name, st)
         mode = st.st_mode
         ti.pax_headers = {f"SCHILY.xattr.{k}": v.decode("utf-8", "surrogateescape")
-                          for k, v in _read_xattrs(path).items()}
+                          for k, v in _read_xattrs(path, xattr_names).items()}
         if stat.S_ISDIR(mode):
             ti.type = tarfile.DIRTYPE
         elif stat.S_ISREG(mode):
@@ -910,16 +916,16 @@ def write_diff_tar(upper: str | Path, out: BinaryIO, *,
     lowers = [str(p) for p in lower_dirs] if lower_dirs is not None else None
     w = _TarOut(out)
     try:
-        for parts, st in _walk(root):
+        for parts, st, path in _walk(root):
             if _is_whiteout_dev(st):
                 if lowers is not None and _lower_layers_at(lowers, parts)[0] is None:
                     continue
                 w.marker(parts[:-1], WHITEOUT_PREFIX + parts[-1], st)
                 continue
-            path = _join(root, parts)
-            _check_overlay_features(path, "/".join(parts))
-            w.entry(root, parts, st)
-            if stat.S_ISDIR(st.st_mode) and _is_opaque(path):
+            names = _xattr_names(path)
+            _check_overlay_features(names, "/".join(parts))
+            w.entry(path, parts, st, names)
+            if stat.S_ISDIR(st.st_mode) and _is_opaque(path, names):
                 w.marker(parts, WHITEOUT_OPAQUE, st)
     finally:
         w.close()
@@ -936,19 +942,60 @@ def changes(upper: str | Path, lower_dirs: Sequence[str | Path]) -> list[tuple[s
     root = str(upper)
     lowers = [str(p) for p in lower_dirs]
     result: dict[str, str] = {}
-    for parts, st in _walk(root):
+    for parts, st, fs_path in _walk(root):
         path = "/" + "/".join(parts)
         if _is_whiteout_dev(st):
             result[path] = "D"
             continue
         in_lower = _lower_layers_at(lowers, parts)[0] is not None
         result[path] = "C" if in_lower else "A"
-        if stat.S_ISDIR(st.st_mode) and in_lower and _is_opaque(_join(root, parts)):
-            present = set(os.listdir(_join(root, parts)))
+        if stat.S_ISDIR(st.st_mode) and in_lower and _is_opaque(fs_path):
+            present = set(os.listdir(fs_path))
             for name in _lower_names(lowers, parts):
                 if name not in present:
                     result[f"{path}/{name}"] = "D"
     return sorted(((k, p) for p, k in result.items()), key=lambda x: x[1])
+
+
+# ---- copying fallback: applying layer dirs onto a flattened copy ---------------------------------
+
+def copy_layer_apply(layer: str | Path, dest: str | Path) -> UnpackStats:
+    """Apply one overlay-format layer directory onto ``dest``, a flattened copy of the layers below.
+
+    For the copying snapshotter (no overlayfs): call it for each layer, bottom first. Whiteout
+    devices delete, opaque directories empty what lower layers left there, and everything else is
+    copied with its owner, mode, xattrs, hard links and (whole-second) mtimes. It streams the layer
+    as a tar through ``unpack(whiteouts="apply")``, so the same refusal to write through symlinks
+    protects the copy: a symlink from a lower layer is replaced, never followed.
+    """
+    import threading
+
+    rfd, wfd = os.pipe()
+    errors: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            with open(wfd, "wb", closefd=True) as f:
+                write_diff_tar(layer, f)
+        except BrokenPipeError:
+            pass  # the reader stopped first: its error is the one to report
+        except BaseException as e:  # handed to the calling thread
+            errors.append(e)
+
+    t = threading.Thread(target=produce, name="copy-layer", daemon=True)
+    t.start()
+    try:
+        with open(rfd, "rb", closefd=True) as f:
+            stats = unpack(f, dest, whiteouts="apply")
+    except BaseException:
+        t.join()
+        if errors:
+            raise errors[0] from None
+        raise
+    t.join()
+    if errors:
+        raise errors[0]
+    return stats
 
 
 # ---- copying fallback: full copy vs its base -------------------------------------------------------
@@ -1018,7 +1065,7 @@ def _compare_trees(lower: str, upper: str, compare_content: bool) -> list[tuple[
         return iter(sorted(set(_listdir(_join(lower, parts))) | set(_listdir(_join(upper, parts)))))
 
     def add_all(parts: tuple[str, ...]) -> None:
-        for sub, _st in _walk(_join(upper, parts)):
+        for sub, _st, _path in _walk(_join(upper, parts)):
             out.append(("A", (*parts, *sub)))
 
     stack = [Frame((), names(()), 0, False)]
@@ -1076,9 +1123,10 @@ def diff_dirs(lower: str | Path, upper_full: str | Path, out: BinaryIO, *,
             if kind == "D":
                 w.marker(parts[:-1], WHITEOUT_PREFIX + parts[-1], None)
                 continue
-            st = _lstat(_join(upper, parts))
+            path = _join(upper, parts)
+            st = _lstat(path)
             if st is not None:
-                w.entry(upper, parts, st)
+                w.entry(path, parts, st)
     finally:
         w.close()
 
@@ -1089,7 +1137,7 @@ def dir_size(path: str | Path) -> int:
     """Apparent size of everything under ``path`` that is not a directory; hard links counted once."""
     seen: set[tuple[int, int]] = set()
     total = 0
-    for _parts, st in _walk(str(path)):
+    for _parts, st, _path in _walk(str(path)):
         if stat.S_ISDIR(st.st_mode):
             continue
         if st.st_nlink > 1:
