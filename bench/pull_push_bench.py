@@ -9,7 +9,7 @@ ratios to skopeo is printed.
 
 * pull: ``dockyard pull`` (download + verify + unpack into its layer store) vs ``skopeo copy
   docker://... oci:DIR`` (download + verify, no unpack) vs ``podman pull`` (download + unpack).
-* push: to a second registry under a new repository name each run (so nothing is mounted or
+* push: each tool to a registry of its own, started for the run (so nothing is mounted or
   skipped): ``dockyard push`` of the pulled image (compressed blobs, sent as they are), of an
   imported image (uncompressed layer: gzip on the first push, cached after), ``skopeo copy
   oci:DIR docker://...`` and ``podman push``.
@@ -20,6 +20,7 @@ Run: ``.venv/bin/python bench/pull_push_bench.py [--runs 3] [--size-mb 50]``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,11 +59,15 @@ def dockyard(root: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "dockyard", "--root", str(root), *args]
 
 
-def forget_repo_digests(root: Path) -> None:
-    from dockyard.engine import Engine
-
-    with Engine(root) as eng, eng.db.transaction() as c:
-        c.execute("DELETE FROM repo_digests")
+@contextlib.contextmanager
+def fresh_registry(tmp: Path) -> Iterator[peers.Server]:
+    d = Path(tempfile.mkdtemp(dir=tmp, prefix="reg-"))
+    server = peers.start_real_registry(d)
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def podman_cmd(store: Path, *args: str) -> list[str]:
@@ -88,7 +94,6 @@ def main() -> int:
     env["REGISTRY_AUTH_FILE"] = str(tmp / "auth.json")
     (tmp / "auth.json").write_text("{}")
     src = peers.start_real_registry(tmp / "reg-src")
-    dst = peers.start_real_registry(tmp / "reg-dst")
     results: dict[tuple[str, str], list[tuple[float, float]]] = {}
 
     def record(op: str, tool: str, m: tuple[float, float]) -> None:
@@ -126,19 +131,23 @@ def main() -> int:
                     except RuntimeError as e:
                         print(f"podman pull failed, skipping podman: {e}", file=sys.stderr)
                         have_podman = False
-                # pushes, to fresh repository names on the second registry
-                run(dockyard(root, "tag", ref, f"{dst.host}/dy/{name}-{n}:1"), env)
-                record(f"push {name} (pulled)", "dockyard",
-                       run(dockyard(root, "push", "-q", f"{dst.host}/dy/{name}-{n}:1"), env))
-                record(f"push {name} (pulled)", "skopeo (from oci dir)", run(
-                    ["skopeo", "--insecure-policy", "copy", "-q", "--dest-tls-verify=false", f"oci:{out}:1",
-                     f"docker://{dst.host}/sk/{name}-{n}:1"], env))
+                # pushes: each tool to a registry of its own, started for this run, so that nothing
+                # can be mounted or found there already (skopeo and podman remember where blobs are)
+                with fresh_registry(tmp) as dst:
+                    run(dockyard(root, "tag", ref, f"{dst.host}/dy/{name}:1"), env)
+                    record(f"push {name} (pulled)", "dockyard",
+                           run(dockyard(root, "push", "-q", f"{dst.host}/dy/{name}:1"), env))
+                with fresh_registry(tmp) as dst:
+                    record(f"push {name} (pulled)", "skopeo (from oci dir)", run(
+                        ["skopeo", "--insecure-policy", "copy", "-q", "--dest-tls-verify=false", f"oci:{out}:1",
+                         f"docker://{dst.host}/sk/{name}:1"], env))
                 if have_podman:
                     store = tmp / f"podman-{n}"
                     try:
-                        record(f"push {name} (pulled)", "podman", run(podman_cmd(
-                            store, "push", "-q", "--tls-verify=false", ref, f"docker://{dst.host}/pm/{name}-{n}:1"),
-                            env))
+                        with fresh_registry(tmp) as dst:
+                            record(f"push {name} (pulled)", "podman", run(podman_cmd(
+                                store, "push", "-q", "--tls-verify=false", ref, f"docker://{dst.host}/pm/{name}:1"),
+                                env))
                     except RuntimeError as e:
                         print(f"podman push failed: {e}", file=sys.stderr)
                     shutil.rmtree(store, ignore_errors=True)
@@ -151,12 +160,11 @@ def main() -> int:
         root = tmp / "dy-import"
         run(dockyard(root, "import", str(tarball), "bench/imported:1"), env)
         for r in range(a.runs):
-            target = f"{dst.host}/imp/big-{r}:1"
-            run(dockyard(root, "tag", "bench/imported:1", target), env)
-            op = "push big (import, gzip)" if r == 0 else "push big (import, cached)"
-            record(op, "dockyard", run(dockyard(root, "push", "-q", target), env))
-            # forget where it was pushed, so that the next run uploads instead of mounting
-            forget_repo_digests(root)
+            with fresh_registry(tmp) as dst:
+                target = f"{dst.host}/imp/big:1"
+                run(dockyard(root, "tag", "bench/imported:1", target), env)
+                op = "push big (import, gzip)" if r == 0 else "push big (import, cached)"
+                record(op, "dockyard", run(dockyard(root, "push", "-q", target), env))
 
         print()
         print(f"{'operation':<28} {'tool':<22} {'median s':>9} {'MB/s':>8} {'peak RSS MB':>12} "
@@ -170,7 +178,6 @@ def main() -> int:
             print(f"{op:<28} {tool:<22} {secs:9.2f} {mb / secs:8.1f} {rss:12.1f} {ratio:>10}")
     finally:
         src.stop()
-        dst.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

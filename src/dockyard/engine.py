@@ -29,7 +29,7 @@ from dockyard.image.oci import (
     host_platform,
 )
 from dockyard.store.content import ContentStore
-from dockyard.store.layerstore import LayerInfo, LayerStore
+from dockyard.store.layerstore import LayerInfo, LayerStore, _rm
 from dockyard.store.metadata import MetadataDB
 
 DEFAULT_ROOT = "/var/lib/dockyard"
@@ -138,17 +138,13 @@ class Engine:
                     verify(expected_diff_id, diff_id, "layer")
                 blob = w.commit(what="layer")
             except BaseException:
-                import shutil
-
-                shutil.rmtree(tmp, ignore_errors=True)
+                _rm(tmp)
                 raise
         chain = chain_ids([parent_chain, diff_id])[1] if parent_chain else diff_id
         if self.layers.get(chain) is None:
             self.layers.publish(tmp, chain, diff_id, parent_chain, size)
         else:
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
+            _rm(tmp)
         return NewLayer(blob.digest, OCI_LAYER, blob.size, diff_id, chain)
 
     def create_image(self, config: dict[str, Any], layers: list[NewLayer], *, tags: list[str] = (),  # type: ignore[assignment]
@@ -223,7 +219,7 @@ class Engine:
             with httpx.stream("GET", source, follow_redirects=True, timeout=60) as r:
                 if r.status_code != 200:
                     raise InvalidArgument(f"import {source}: HTTP {r.status_code}")
-                yield _IterReader(r.iter_bytes())
+                yield _IterReader(r.iter_bytes())  # type: ignore[misc]
             return
         try:
             f = open(source, "rb")  # noqa: SIM115
@@ -337,16 +333,14 @@ class Engine:
 
     def cleanup(self) -> None:
         """Remove what crashed commands left behind (unfinished blobs and layers)."""
+        from dockyard.store.content import _pid_alive
+
         self.content.cleanup_ingest()
         for p in self.layers.root.iterdir():
             if p.name.startswith("tmp-"):
                 pid_s = p.name.split("-")[1]
-                from dockyard.store.content import _pid_alive
-
                 if pid_s.isdigit() and not _pid_alive(int(pid_s)):
-                    import shutil
-
-                    shutil.rmtree(p, ignore_errors=True)
+                    _rm(p)
 
     # ---- reading --------------------------------------------------------------------------
     def list_images(self) -> list[ImageRecord]:

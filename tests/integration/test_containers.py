@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import CLI, DOCKYARD_BIN, assert_one_line_error
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
@@ -144,7 +143,8 @@ def test_default_security_matches_docker(cli: CLI, busybox_image: str) -> None:
     # --privileged lifts it
     r = cli("run", "--rm", "--privileged", "busybox", "sh", "-c",
             "grep CapEff /proc/self/status; mount -t tmpfs none /tmp && echo mounted")
-    host_bnd = next(line for line in open("/proc/self/status") if line.startswith("CapBnd:")).split()[1]
+    status = Path("/proc/self/status").read_text().splitlines()
+    host_bnd = next(line for line in status if line.startswith("CapBnd:")).split()[1]
     assert r.stdout.splitlines() == [f"CapEff:\t{host_bnd}", "mounted"]
 
 

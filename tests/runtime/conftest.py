@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from rt_helpers import CGROUP_PARENT, base_config
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")

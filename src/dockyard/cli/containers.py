@@ -99,7 +99,8 @@ def _options(a: Any) -> Any:
         ro.parse_mount(m, cwd=os.getcwd()) for m in a.mount]
     for m in opts.mounts:
         if m.type == "bind" and not os.path.exists(m.source):
-            raise InvalidArgument(f"invalid mount config for type \"bind\": bind source path does not exist: {m.source}")
+            raise InvalidArgument(
+                f'invalid mount config for type "bind": bind source path does not exist: {m.source}')
         if m.type == "volume":
             raise InvalidArgument(f"named volumes are not supported yet: {m.source}:{m.target} "
                                   "(use an absolute host path for a bind mount)")
@@ -139,7 +140,7 @@ def _options(a: Any) -> Any:
     if a.oom_score_adj:
         opts.oom_score_adj = a.oom_score_adj
     if a.runtime:
-        opts.runtime = a.runtime  # type: ignore[attr-defined]
+        opts.runtime = a.runtime
     return opts
 
 
@@ -543,7 +544,8 @@ def _time_arg(value: str) -> float:
 
 
 def attach(name: str, argv: list[str]) -> int:
-    p = Parser(name, "[OPTIONS] CONTAINER", "Attach local standard input, output, and error streams to a running container")
+    p = Parser(name, "[OPTIONS] CONTAINER",
+               "Attach local standard input, output, and error streams to a running container")
     p.add_argument("container")
     p.add_argument("--no-stdin", action="store_true", help="Do not attach STDIN")
     p.add_argument("--detach-keys", default="")
@@ -566,7 +568,8 @@ def commit(name: str, argv: list[str]) -> int:
     p.add_argument("reference", nargs="?")
     p.add_argument("-m", "--message", default="", help="Commit message")
     p.add_argument("-a", "--author", default="", help='Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")')
-    p.add_argument("-c", "--change", action="append", default=[], help="Apply Dockerfile instruction to the created image")
+    p.add_argument("-c", "--change", action="append", default=[],
+                   help="Apply Dockerfile instruction to the created image")
     p.add_argument("-p", "--pause", default="true", help="Pause container during commit")
     a = p.parse_args(argv)
     from dockyard.ops import containers as ops
@@ -738,7 +741,8 @@ def export(name: str, argv: list[str]) -> int:
 
 
 def cp(name: str, argv: list[str]) -> int:
-    p = Parser(name, "[OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n       dockyard cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH",
+    p = Parser(name, "[OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n"
+               "       dockyard cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH",
                "Copy files/folders between a container and the local filesystem")
     p.add_argument("src")
     p.add_argument("dest")

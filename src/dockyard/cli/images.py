@@ -66,7 +66,7 @@ def images(name: str, argv: list[str]) -> int:
                 labels = eng.image_config(rec.id).config.get("Labels") or {}
                 if not all(_label_match(labels, f) for f in filters["label"]):
                     continue
-            tags = [reference.parse(t) for t in rec.tags] or [None]
+            tags: list[Any] = [reference.parse(t) for t in rec.tags] or [None]
             digests = [reference.parse(d) for d in rec.repo_digests]
             created_ts = parse_rfc3339(rec.created) or rec.added_at
             for ref in tags:
@@ -127,7 +127,8 @@ def import_(name: str, argv: list[str]) -> int:
                "Import the contents from a tarball to create a filesystem image")
     p.add_argument("source")
     p.add_argument("reference", nargs="?")
-    p.add_argument("-c", "--change", action="append", default=[], help="Apply Dockerfile instruction to the created image")
+    p.add_argument("-c", "--change", action="append", default=[],
+                   help="Apply Dockerfile instruction to the created image")
     p.add_argument("-m", "--message", help="Set commit message for imported image")
     p.add_argument("--platform", help="Set platform if server is multi-platform capable")
     a = p.parse_args(argv)
@@ -243,7 +244,8 @@ def _inspect(name: str, argv: list[str], kinds: tuple[str, ...]) -> int:
                 except InvalidArgument:
                     continue
             if found is None:
-                sys.stderr.write(f"Error: No such object: {n}\n" if len(kinds) > 1 else f"Error: No such {kinds[0]}: {n}\n")
+                what = "object" if len(kinds) > 1 else kinds[0]
+                sys.stderr.write(f"Error: No such {what}: {n}\n")
                 status = 1
                 continue
             results.append(found)
@@ -300,7 +302,8 @@ def system_df(name: str, argv: list[str]) -> int:
 
 
 def save(name: str, argv: list[str]) -> int:
-    p = Parser(name, "[OPTIONS] IMAGE [IMAGE...]", "Save one or more images to a tar archive (streamed to STDOUT by default)")
+    p = Parser(name, "[OPTIONS] IMAGE [IMAGE...]",
+               "Save one or more images to a tar archive (streamed to STDOUT by default)")
     p.add_argument("images", nargs="+")
     p.add_argument("-o", "--output", help="Write to a file, instead of STDOUT")
     p.add_argument("--format", choices=["docker", "oci"], default="docker",

@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         try:
-            sys.stdout = None  # type: ignore[assignment]
+            sys.stdout = None
         finally:
             return 0  # noqa: B012 - `dockyard images | head` is not an error
     except Exception as e:  # a bug: one line unless --debug

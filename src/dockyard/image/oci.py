@@ -104,7 +104,7 @@ class Descriptor:
     def from_dict(cls, d: dict[str, Any]) -> Descriptor:
         try:
             return cls(
-                d["mediaType"] if "mediaType" in d else "",
+                d.get("mediaType", ""),
                 d["digest"],
                 int(d["size"]),
                 d.get("annotations"),

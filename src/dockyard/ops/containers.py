@@ -87,7 +87,7 @@ def _proc_start(pid: int) -> str | None:
 
 def monitor_alive(state: dict[str, Any]) -> bool:
     pid = state.get("monitor_pid")
-    return bool(pid) and _proc_start(pid) == state.get("monitor_start")
+    return isinstance(pid, int) and pid > 0 and _proc_start(pid) == state.get("monitor_start")
 
 
 def refresh(eng: Engine, c: dict[str, Any]) -> dict[str, Any]:
@@ -187,7 +187,7 @@ def _write_bundle(eng: Engine, cid: str, cdir: Path, image_config: dict[str, Any
     (cdir / "hostname").write_text(hostname + "\n")
     (cdir / "hosts").write_text(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-        f"fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+        "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
         + ("" if getattr(opts, "network", "none") == "host" else f"127.0.1.1\t{hostname}\n"))
     resolv = Path("/etc/resolv.conf")
     try:
@@ -490,7 +490,7 @@ def commit(eng: Engine, c: dict[str, Any], repo_tag: str | None = None, *, messa
             if os.environ.get("DOCKYARD_SNAPSHOTTER") == "copy":
                 merged = Path(tempfile.mkdtemp(dir=eng.content.ingest_dir))
                 for low in lowers:
-                    layers_mod.copy_layer_apply(low, merged)  # type: ignore[attr-defined]
+                    layers_mod.copy_layer_apply(low, merged)
                 layers_mod.diff_dirs(merged, upper, tmp)
             else:
                 stack = [cdir / "fs" / "init", *reversed(lowers)]

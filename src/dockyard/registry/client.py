@@ -166,7 +166,7 @@ class RegistryClient:
                 self.ping()
 
     def _send(self, method: str, url: str, *, scopes: list[str] | None, headers: dict[str, str] | None = None,
-              content: bytes | None = None, stream: bool = False, retry: bool = True,
+              content: bytes | Iterator[bytes] | None = None, stream: bool = False, retry: bool = True,
               authenticate: bool = True, follow: bool = False, retry_refused: bool = True) -> httpx.Response:
         """One request with auth, retries (transport errors, 5xx, 429) and one re-auth on 401.
 
@@ -358,37 +358,40 @@ class RegistryClient:
                     chunk_size: int | None = None, on_bytes: Callable[[int], None] | None = None) -> None:
         """Upload a blob from a fresh stream from ``opener()``; whole uploads are retried on failure.
 
-        Blobs up to ``chunk_size`` go in one ``PUT``; larger ones as ``PATCH`` chunks.
+        Blobs up to ``chunk_size`` go in one ``PUT``; larger ones as ``PATCH`` chunks, each streamed
+        from the file (with its ``Content-Length`` and ``Content-Range``), never held in memory.
         """
         chunk_size = chunk_size or self.config.push_chunk_size
         attempts = 1 + self.config.retries
+        progress = [0]
+
+        def counted(n: int) -> None:
+            progress[0] += n
+            if on_bytes:
+                on_bytes(n)
+
         for attempt in range(attempts):
-            sent = 0
             try:
                 loc = self._start_upload(repo)
                 with opener() as f:
                     if size <= chunk_size:
                         data = f.read()
                         r = self._finish_upload(repo, loc, digest, data)
-                        if on_bytes:
-                            on_bytes(len(data))
-                        sent = len(data)
+                        counted(len(data))
                     else:
-                        while sent < size:
-                            data = f.read(min(chunk_size, size - sent))
-                            if not data:
-                                raise CorruptData(f"blob {digest}: local file is shorter than {size} bytes")
-                            end = sent + len(data) - 1
-                            r = self._send("PATCH", loc, scopes=self.push_scope(repo), content=data,
-                                           retry=False, headers={"Content-Type": "application/octet-stream",
-                                                                 "Content-Range": f"{sent}-{end}"})
+                        start = 0
+                        while start < size:
+                            n = min(chunk_size, size - start)
+                            r = self._send("PATCH", loc, scopes=self.push_scope(repo), retry=False,
+                                           content=_file_piece(f, n, digest, counted),
+                                           headers={"Content-Type": "application/octet-stream",
+                                                    "Content-Length": str(n),
+                                                    "Content-Range": f"{start}-{start + n - 1}"})
                             if r.status_code != 202:
                                 raise self._fail(r, f"{repo}: blob upload chunk")
                             r.close()
                             loc = self._location(r.headers.get("location") or loc)
-                            sent += len(data)
-                            if on_bytes:
-                                on_bytes(len(data))
+                            start += n
                         r = self._finish_upload(repo, loc, digest, b"")
                 got = r.headers.get("docker-content-digest")
                 if got and got != digest:
@@ -396,8 +399,9 @@ class RegistryClient:
                 return
             except (RegistryError, CorruptData) as e:
                 retryable = isinstance(e, RegistryError) and not isinstance(e, AuthError | RegistryNotFound)
-                if on_bytes and sent:
-                    on_bytes(-sent)
+                if on_bytes and progress[0]:
+                    on_bytes(-progress[0])
+                progress[0] = 0
                 if not retryable or attempt + 1 >= attempts:
                     raise
                 _sleep_backoff(attempt)
@@ -443,6 +447,18 @@ class RegistryClient:
             return None
         results = d.get("results") if isinstance(d, dict) else None
         return list(results) if isinstance(results, list) else None
+
+
+def _file_piece(f: BinaryIO, n: int, digest: str, on_bytes: Callable[[int], None]) -> Iterator[bytes]:
+    """The next ``n`` bytes of ``f``, in pieces of at most 1 MiB (a streamed request body)."""
+    left = n
+    while left > 0:
+        data = f.read(min(_CHUNK, left))
+        if not data:
+            raise CorruptData(f"blob {digest}: the local file ended {left} bytes early")
+        left -= len(data)
+        on_bytes(len(data))
+        yield data
 
 
 class BlobReader:

@@ -15,6 +15,7 @@ import struct
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from dockyard.runtime.monitor import EXIT, HEADER, RESIZE, STDERR, STDIN, STDIN_CLOSE, STDOUT, frame
 
@@ -73,7 +74,7 @@ def relay(sock: socket.socket, *, tty: bool, stdin: bool, detach_keys: bytes = D
     try:
         buf = b""
         pending_detach = b""
-        watch = [sock, wake_r] + ([in_fd] if in_fd is not None else [])
+        watch: list[Any] = [sock, wake_r] + ([in_fd] if in_fd is not None else [])
         while True:
             try:
                 ready, _, _ = select.select(watch, [], [])

@@ -13,7 +13,6 @@ import contextlib
 import fcntl
 import os
 import secrets
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,7 +105,7 @@ class LayerStore:
                 pass
             size = layers.dir_size(tmp / "diff")
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            _rm(tmp)
             raise
         return tmp, size
 
@@ -117,7 +116,7 @@ class LayerStore:
             os.rename(tmp, target)
         except OSError:
             # Someone else published the same layer first (ENOTEMPTY/EEXIST): theirs is as good.
-            shutil.rmtree(tmp, ignore_errors=True)
+            _rm(tmp)
         self.db.add_layer(chain_id, diff_id, parent, size, target.name)
         return LayerInfo(chain_id, diff_id, size, target / "diff")
 
@@ -130,7 +129,7 @@ class LayerStore:
             with contextlib.suppress(OSError):
                 os.rename(d, trash)
                 d = trash
-            shutil.rmtree(d, ignore_errors=True)
+            _rm(d)
 
     def cleanup(self) -> int:
         """Remove temporary dirs of dead writers, and layer dirs with no database row."""
@@ -143,6 +142,14 @@ class LayerStore:
                     continue
             elif p.name in known:
                 continue
-            shutil.rmtree(p, ignore_errors=True)
+            _rm(p)
             removed += 1
         return removed
+
+
+def _rm(path: Path) -> None:
+    """Remove a tree of any depth (a hostile layer can nest deeper than rmtree's recursion allows)."""
+    from dockyard.store.layers import remove_tree
+
+    with contextlib.suppress(OSError):
+        remove_tree(path)
