@@ -35,7 +35,10 @@ def _skip_reason() -> str | None:
 
 
 @pytest.fixture(autouse=True)
-def _needs_root() -> None:
+def _needs_root(request: pytest.FixtureRequest) -> None:
+    """Tests marked ``root`` need a real kernel as root; the unit tests run anywhere."""
+    if request.node.get_closest_marker("root") is None:
+        return
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)

@@ -337,6 +337,10 @@ class Vertex:
         self.tail: deque[str] = deque(maxlen=200)
         self.p.write(f"#{self.n} {name}\n")
 
+    def status(self, text: str) -> None:
+        """A status line (``#4 writing image sha256:... done``), without the elapsed time."""
+        self.p.write(f"#{self.n} {text}\n")
+
     def log(self, text: str) -> None:
         self.tail.append(text)
         self.p.write(f"#{self.n} {time.monotonic() - self.t0:.3f} {text}\n")
@@ -481,7 +485,7 @@ class Builder:
                 raise BuildError(f"invalid tag {t!r}: a tag cannot contain a digest")
             tags.append(str(ref))
         v = self.progress.vertex(f"[internal] load build definition from {opts.dockerfile_name}")
-        v.log(f"transferring dockerfile: {len(opts.dockerfile.encode())}B done")
+        v.status(f"transferring dockerfile: {len(opts.dockerfile.encode())}B done")
         self.dockerfile = df = parse(opts.dockerfile, filename=opts.dockerfile_name)
         v.done()
         self.warnings = lint(df)
@@ -505,11 +509,11 @@ class Builder:
                 self.warnings.append(
                     f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed")
             v = self.progress.vertex("exporting to image")
-            v.log("exporting layers done")
-            v.log(f"writing image {image_id} done")
+            v.status("exporting layers done")
+            v.status(f"writing image {image_id} done")
             for t in tags:
                 self.eng.db.set_tag(t, image_id)
-                v.log(f"naming to {t} done")
+                v.status(f"naming to {t} done")
             v.done()
         for w in self.warnings:
             self.progress.write(f"WARNING: {w}\n")
@@ -585,13 +589,14 @@ class Builder:
         if st.config.get("OnBuild"):
             st.config["OnBuild"] = None
         instructions = [*triggers, *stage.instructions]
-        st.total = 1 + sum(1 for i in instructions if i.cmd in _VERTEX_INSTRUCTIONS)
+        st.total += sum(1 for i in triggers if i.cmd in _VERTEX_INSTRUCTIONS)
         for instr in instructions:
             self._dispatch(st, instr)
         return st
 
     def _base_state(self, stage: Stage) -> _StageState:
         st = _StageState(stage, None, {}, [], {}, platform=str(self.target_platform))
+        st.total = 1 + sum(1 for i in stage.instructions if i.cmd in _VERTEX_INSTRUCTIONS)
         t0 = time.monotonic()
         if stage.base_stage is not None:
             name = self._step_name(st, f"FROM {self.plan.stages[stage.base_stage].label}")  # type: ignore[union-attr]

@@ -249,6 +249,14 @@ class Rootfs:
         self.lowers = [x.path for x in chain]
         self.parent_chain = chain[-1].chain_id if chain else None
         self.snap = snapshots.prepare(base, self.lowers, driver="overlay")
+        # Builds see the image as it is (as BuildKit's do): no /.dockerenv nor init-layer stubs;
+        # the mount points RUN needs are created and removed again by :class:`Stubs`.
+        from dockyard.store.layers import remove_tree
+
+        init = getattr(self.snap, "init", None)
+        if isinstance(init, Path) and init.exists():
+            remove_tree(init)
+            init.mkdir()
         try:
             snapshots.mount(self.snap)
         except DockyardError as e:
@@ -401,7 +409,9 @@ class Stubs:
                     os.unlink(host)
         for parent, (atime, mtime) in self.parents.items():
             with contextlib.suppress(OSError):
-                os.utime(parent, ns=(atime, mtime))
+                # only if it changed: touching a directory of a lower layer would copy it up
+                if os.stat(parent).st_mtime_ns != mtime:
+                    os.utime(parent, ns=(atime, mtime))
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import secrets
 import signal
 import time
 from dataclasses import asdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -278,16 +279,27 @@ def start(eng: Engine, c: dict[str, Any], *, wait_attach: bool = False) -> Path:
                                             exit_code=0, error="", oom_killed=False, finished_at=None,
                                             monitor_pid=os.getpid(), monitor_start=_proc_start(os.getpid()))
 
-        def on_exited(code: int, oom: bool) -> None:
+        def on_exited(code: int, oom: bool) -> Callable[[], None] | None:
             with _Engine(root) as e:
+                if auto_remove:
+                    e.db.remove_container(cid)  # gone for `ps -a` before the CLI returns
+                else:
+                    e.db.update_container_state(cid, status="exited", exit_code=code, pid=0,
+                                                finished_at=time.time(), oom_killed=oom)
+
+            def cleanup() -> None:
                 with contextlib.suppress(Exception):
                     rt.delete(cid, force=True)
                 snapshots.unmount(snap)
-                e.db.update_container_state(cid, status="exited", exit_code=code, pid=0,
-                                            finished_at=time.time(), oom_killed=oom)
                 if auto_remove:
-                    with contextlib.suppress(Exception):
-                        remove(e, resolve(e, cid), force=True)
+                    from dockyard.store.layers import remove_tree
+
+                    with contextlib.suppress(OSError):
+                        remove_tree(cdir)
+            if auto_remove:
+                return cleanup
+            cleanup()
+            return None
 
         run_monitor(mcfg, rt, ready_w, on_started, on_exited)
     os.close(ready_w)

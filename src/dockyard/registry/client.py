@@ -346,9 +346,11 @@ class RegistryClient:
         r.close()
         return self._location(r.headers["location"])
 
-    def _finish_upload(self, repo: str, loc: str, digest: str, data: bytes) -> httpx.Response:
+    def _finish_upload(self, repo: str, loc: str, digest: str, data: bytes | Iterator[bytes],
+                       length: int) -> httpx.Response:
         r = self._send("PUT", self._with_query(loc, digest=digest), scopes=self.push_scope(repo),
-                       headers={"Content-Type": "application/octet-stream"}, content=data, retry=False)
+                       headers={"Content-Type": "application/octet-stream", "Content-Length": str(length)},
+                       content=data, retry=False)
         if r.status_code not in (201, 204):
             raise self._fail(r, f"{repo}: blob upload")
         r.close()
@@ -358,8 +360,8 @@ class RegistryClient:
                     chunk_size: int | None = None, on_bytes: Callable[[int], None] | None = None) -> None:
         """Upload a blob from a fresh stream from ``opener()``; whole uploads are retried on failure.
 
-        Blobs up to ``chunk_size`` go in one ``PUT``; larger ones as ``PATCH`` chunks, each streamed
-        from the file (with its ``Content-Length`` and ``Content-Range``), never held in memory.
+        Blobs up to ``chunk_size`` go in one ``PUT``; larger ones as ``PATCH`` chunks (with their
+        ``Content-Range``). Bodies are streamed from the file in 1 MiB pieces, never held whole.
         """
         chunk_size = chunk_size or self.config.push_chunk_size
         attempts = 1 + self.config.retries
@@ -374,10 +376,10 @@ class RegistryClient:
             try:
                 loc = self._start_upload(repo)
                 with opener() as f:
-                    if size <= chunk_size:
-                        data = f.read()
-                        r = self._finish_upload(repo, loc, digest, data)
-                        counted(len(data))
+                    if size <= chunk_size:  # monolithic: one PUT, streamed from the file
+                        r = self._finish_upload(repo, loc, digest, _file_piece(f, size, digest, counted), size)
+                        if f.read(1):
+                            raise CorruptData(f"blob {digest}: the local file is longer than {size} bytes")
                     else:
                         start = 0
                         while start < size:
@@ -392,7 +394,7 @@ class RegistryClient:
                             r.close()
                             loc = self._location(r.headers.get("location") or loc)
                             start += n
-                        r = self._finish_upload(repo, loc, digest, b"")
+                        r = self._finish_upload(repo, loc, digest, b"", 0)
                 got = r.headers.get("docker-content-digest")
                 if got and got != digest:
                     raise CorruptData(f"registry stored blob as {got}, expected {digest}")

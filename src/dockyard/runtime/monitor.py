@@ -101,7 +101,7 @@ class _Client:
 
 def run_monitor(cfg: MonitorConfig, runtime: Any, ready_fd: int,
                 on_started: Callable[[int], None],
-                on_exited: Callable[[int, bool], None]) -> None:
+                on_exited: Callable[[int, bool], Callable[[], None] | None]) -> None:
     """Body of the forked monitor process. Never returns normally: ends with ``os._exit``.
 
     ``ready_fd`` gets one JSON line once the container is created (or why it could not be), so the
@@ -119,7 +119,8 @@ def run_monitor(cfg: MonitorConfig, runtime: Any, ready_fd: int,
 
 
 def _monitor(cfg: MonitorConfig, runtime: Any, ready_fd: int,
-             on_started: Callable[[int], None], on_exited: Callable[[int, bool], None]) -> int:
+             on_started: Callable[[int], None],
+             on_exited: Callable[[int, bool], Callable[[], None] | None]) -> int:
     import ctypes
 
     os.setsid()
@@ -295,8 +296,11 @@ def _monitor(cfg: MonitorConfig, runtime: Any, ready_fd: int,
     with contextlib.suppress(Exception):
         oom = runtime.cgroup(cfg.container_id).oom_kills() > 0
     assert exited is not None
+    after: Callable[[], None] | None = None
     try:
-        on_exited(exited, oom)
+        # Record the exit (for --rm: drop the row) first, answer the attached CLI, then clean up
+        # the filesystem: the user's prompt comes back without waiting for the unmount and rmtree.
+        after = on_exited(exited, oom)
     finally:
         broadcast(EXIT, struct.pack(">i", exited))
         for c in list(clients):
@@ -304,6 +308,8 @@ def _monitor(cfg: MonitorConfig, runtime: Any, ready_fd: int,
         listener.close()
         with contextlib.suppress(FileNotFoundError):
             cfg.attach_path.unlink()
+    if after is not None:
+        after()
     return 0
 
 

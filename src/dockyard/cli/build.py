@@ -1,0 +1,197 @@
+"""``dockyard build`` / ``dockyard image build``: build an image from a Dockerfile."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from dockyard.cli.common import Parser, engine
+from dockyard.errors import BuildError, InvalidArgument
+
+if TYPE_CHECKING:
+    from dockyard.build.context import BuildContext
+    from dockyard.engine import Engine
+
+
+def build(name: str, argv: list[str]) -> int:
+    p = Parser(name, "[OPTIONS] PATH | URL | -", "Build an image from a Dockerfile")
+    p.add_argument("context", metavar="PATH | URL | -")
+    p.add_argument("-t", "--tag", action="append", default=[], help='Name and optionally a tag ("name:tag")')
+    p.add_argument("-f", "--file", help='Name of the Dockerfile (default: "PATH/Dockerfile")')
+    p.add_argument("--build-arg", action="append", default=[], help="Set build-time variables")
+    p.add_argument("--target", help="Set the target build stage to build")
+    p.add_argument("--no-cache", action="store_true", help="Do not use cache when building the image")
+    p.add_argument("--pull", action="store_true", help="Always attempt to pull a newer version of the image")
+    p.add_argument("--label", action="append", default=[], help="Set metadata for an image")
+    p.add_argument("--platform", help="Set platform if server is multi-platform capable")
+    p.add_argument("-q", "--quiet", action="store_true", help="Suppress the build output and print image ID on success")
+    p.add_argument("--iidfile", help="Write the image ID to the file")
+    p.add_argument("--network", default="default",
+                   help='Set the networking mode for the RUN instructions during build (default "default": host)')
+    p.add_argument("--progress", default="auto", choices=("auto", "plain", "tty", "quiet", "rawjson"),
+                   help="Set type of progress output (auto, plain, tty, quiet)")
+    p.add_argument("--secret", action="append", default=[],
+                   help='Secret to expose to the build (format: "id=mysecret[,src=/local/secret]")')
+    p.add_argument("--rm", action="store_true", default=True, help="Remove intermediate containers (always)")
+    p.add_argument("--force-rm", action="store_true", help="Always remove intermediate containers")
+    p.add_argument("--cache-from", action="append", default=[], help="Accepted for compatibility; ignored")
+    a = p.parse_args(argv)
+
+    from dockyard.build.builder import BuildOptions, parse_build_args
+    from dockyard.build.builder import build as run_build
+    from dockyard.image import reference
+
+    for t in a.tag:
+        reference.parse(t)  # a bad tag is an error before anything is built
+    network = a.network
+    if network == "default":
+        network = "host"
+    if network not in ("host", "none"):
+        raise InvalidArgument(f"network mode {a.network!r} not supported by the builder (default, host or none)")
+    if a.platform:
+        from dockyard.image.oci import Platform
+
+        Platform.parse(a.platform)
+    labels: dict[str, str] = {}
+    for item in a.label:
+        k, _, v = item.partition("=")
+        if not k:
+            raise InvalidArgument(f"invalid label {item!r}: the key is empty")
+        labels[k] = v
+    secrets = _parse_secrets(a.secret)
+    quiet = a.quiet or a.progress == "quiet"
+    if a.context == "-" and a.file == "-":
+        raise InvalidArgument("invalid argument: can't use stdin for both build context and dockerfile")
+
+    with engine() as eng:
+        context, dockerfile_text, dockerfile_name, dockerfile_path = _load(eng, a.context, a.file)
+        try:
+            from dockyard.build.context import load_ignore_patterns
+
+            context.set_ignore(load_ignore_patterns(context.root, dockerfile_path))
+            opts = BuildOptions(
+                dockerfile=dockerfile_text, dockerfile_name=dockerfile_name, tags=list(a.tag),
+                build_args=parse_build_args(a.build_arg), target=a.target, no_cache=a.no_cache, pull=a.pull,
+                labels=labels, platform=a.platform, network=network, secrets=secrets, quiet=quiet,
+            )
+            result = run_build(eng, context, opts, out=sys.stdout)
+        finally:
+            context.close()
+    if a.iidfile:
+        with open(a.iidfile, "w") as f:
+            f.write(result.image_id)
+    if quiet:
+        print(result.image_id)
+    return 0
+
+
+def _parse_secrets(values: list[str]) -> dict[str, tuple[str, str]]:
+    import csv
+
+    out: dict[str, tuple[str, str]] = {}
+    for value in values:
+        fields: dict[str, str] = {}
+        for part in next(csv.reader([value])):
+            k, eq, v = part.partition("=")
+            if not eq:
+                raise InvalidArgument(f"invalid secret {value!r}: expected key=value fields")
+            fields[k.strip().lower()] = v
+        sid = fields.get("id", "")
+        src = fields.get("src") or fields.get("source") or ""
+        env = fields.get("env", "")
+        kind = fields.get("type", "")
+        if not sid:
+            sid = os.path.basename(src) if src else env
+        if not sid:
+            raise InvalidArgument(f"invalid secret {value!r}: an id is required")
+        if kind == "env" or (env and not src):
+            name = env or sid
+            if name not in os.environ:
+                raise InvalidArgument(f"secret {sid}: environment variable {name} is not set")
+            out[sid] = ("env", os.environ[name])
+        elif src:
+            if not os.path.isfile(src):
+                raise InvalidArgument(f"secret {sid}: open {src}: no such file or directory")
+            out[sid] = ("file", os.path.abspath(src))
+        elif sid in os.environ:
+            out[sid] = ("env", os.environ[sid])
+        else:
+            raise InvalidArgument(f"invalid secret {value!r}: give src=FILE or env=VARIABLE")
+    return out
+
+
+def _read_text(path: str, shown: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise BuildError(f"failed to read dockerfile: open {shown}: no such file or directory")
+    except IsADirectoryError:
+        raise BuildError(f"failed to read dockerfile: read {shown}: is a directory")
+    except OSError as e:
+        raise BuildError(f"failed to read dockerfile: {shown}: {e.strerror}")
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _load(eng: Engine, source: str, file: str | None) -> tuple[BuildContext, str, str, str | None]:
+    """(context, Dockerfile text, its name for messages, its path if it is a file) for the arguments."""
+    from dockyard.build.context import BuildContext
+    from dockyard.build.executor import work_root
+
+    if source == "-" or source.startswith(("http://", "https://")):
+        if source == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            if source.endswith(".git") or source.startswith("git@"):
+                raise InvalidArgument("git build contexts are not supported")
+            data = _download(source)
+        from dockyard.store.compression import detect
+
+        if data and detect(data[:512]) != "unknown":
+            import io
+
+            context = BuildContext.from_tar(io.BytesIO(data), work_root(eng))
+            rel = file or "Dockerfile"
+            if file == "-":
+                return context, sys.stdin.read(), "Dockerfile", None
+            path = os.path.join(context.root, rel.lstrip("/"))
+            if file is None and not os.path.exists(path) and os.path.exists(os.path.join(context.root, "dockerfile")):
+                path = os.path.join(context.root, "dockerfile")
+            try:
+                text = _read_text(path, rel)
+            except BaseException:
+                context.close()
+                raise
+            return context, text, os.path.basename(rel), path
+        # not an archive: the data is the Dockerfile itself, and the context is empty
+        return BuildContext.empty(work_root(eng)), data.decode("utf-8", "surrogateescape"), "Dockerfile", None
+
+    context = BuildContext.from_directory(source)
+    try:
+        if file == "-":
+            return context, sys.stdin.buffer.read().decode("utf-8", "surrogateescape"), "Dockerfile", None
+        if file:
+            path = os.path.abspath(file)
+            shown = file
+        else:
+            path = os.path.join(os.path.abspath(source), "Dockerfile")
+            if not os.path.exists(path) and os.path.exists(os.path.join(os.path.abspath(source), "dockerfile")):
+                path = os.path.join(os.path.abspath(source), "dockerfile")
+            shown = path
+        return context, _read_text(path, shown), os.path.basename(path), path
+    except BaseException:
+        context.close()
+        raise
+
+
+def _download(url: str) -> bytes:
+    import httpx
+
+    try:
+        r = httpx.get(url, follow_redirects=True, timeout=60)
+    except httpx.HTTPError as e:
+        raise BuildError(f"unable to download the build context {url}: {e}")
+    if r.status_code != 200:
+        raise BuildError(f"unable to download the build context {url}: HTTP {r.status_code}")
+    return r.content
