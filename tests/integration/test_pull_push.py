@@ -78,11 +78,13 @@ def assert_nothing_stored(eng: Engine) -> None:
 
 
 def seed(reg: Server, tmp: Path, repo: str, tag: str, layers: list[dict[str, bytes | str | None]],
-         *creds: str) -> LayoutImage:
-    """An image written as an OCI layout and copied into ``reg`` by skopeo."""
+         *creds: str, fmt: str | None = None) -> LayoutImage:
+    """An image written as an OCI layout and copied into ``reg`` by skopeo (``fmt``: v2s2 for Docker's)."""
     layout = tmp / f"layout-{repo.replace('/', '-')}-{tag}"
     img = make_oci_layout(layout, tag, layers)
     extra = [f"--dest-creds={creds[0]}"] if creds else []
+    if fmt:
+        extra.append(f"--format={fmt}")
     skopeo("copy", "--dest-tls-verify=false", *extra, f"oci:{layout}:{tag}", f"docker://{reg.host}/{repo}:{tag}")
     return img
 
@@ -246,19 +248,62 @@ def test_push_imported_image_verified_by_skopeo(real_registry: Server, tmp_path:
     assert f"{diff_id.split(':')[1][:12]}: Mounted from my/duck" in out.getvalue().splitlines()
 
 
+@pytest.mark.parametrize("fmt", ["oci", "v2s2"])
 def test_push_pulled_image_keeps_manifest_digest(real_registry: Server, tmp_path: Path, eng: Engine,
-                                                 tmp_path_factory: pytest.TempPathFactory) -> None:
-    img = seed(real_registry, tmp_path, "peer/keep", "v1", two_layers())
-    pull(eng, f"{real_registry.host}/peer/keep:v1", out=io.StringIO())
-    eng.tag(f"{real_registry.host}/peer/keep:v1", f"{real_registry.host}/copy/keep:v9")
-    digest = push(eng, f"{real_registry.host}/copy/keep:v9", out=io.StringIO())
-    assert digest == img.manifest_digest
+                                                 tmp_path_factory: pytest.TempPathFactory, fmt: str) -> None:
+    seed(real_registry, tmp_path, f"peer/keep-{fmt}", "v1", two_layers(), fmt=fmt)
+    src = f"{real_registry.host}/peer/keep-{fmt}:v1"
+    raw = skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{src}").stdout.encode()
+    manifest = json.loads(raw)
+    want_type = {"oci": "application/vnd.oci.image.manifest.v1+json",
+                 "v2s2": "application/vnd.docker.distribution.manifest.v2+json"}[fmt]
+    assert manifest["mediaType"] == want_type
+    image_id = pull(eng, src, out=io.StringIO())
+    assert image_id == manifest["config"]["digest"]
+    assert eng.image_record(image_id).manifest_media_type == want_type
+    eng.tag(src, f"{real_registry.host}/copy/keep-{fmt}:v9")
+    digest = push(eng, f"{real_registry.host}/copy/keep-{fmt}:v9", out=io.StringIO())
+    assert digest == sha256(raw)
     # and a fresh engine pulls it back to the same image
     other = Engine(tmp_path_factory.mktemp("other-root"))
     try:
-        assert pull(other, f"{real_registry.host}/copy/keep:v9", out=io.StringIO()) == img.config_digest
+        assert pull(other, f"{real_registry.host}/copy/keep-{fmt}:v9", out=io.StringIO()) == image_id
     finally:
         other.close()
+
+
+def test_podman_pulls_what_dockyard_pushed(real_registry: Server, tmp_path: Path, eng: Engine) -> None:
+    """podman (containers/image + containers/storage) as a second, independent client."""
+    import shutil
+
+    if shutil.which("podman") is None:
+        pytest.skip("podman is not installed")
+    rootfs = tmp_path / "rootfs.tar"
+    rootfs.write_bytes(tar_bytes({"etc/podman-check": b"ok\n", **busybox_files()}))
+    name = f"{real_registry.host}/pod/man:1"
+    image_id = eng.import_image(str(rootfs), name)
+    push(eng, name, out=io.StringIO())
+    import tempfile
+
+    store = tmp_path / "podman"
+    runroot = tempfile.mkdtemp(prefix="dy-podman-")  # podman wants a short runroot path
+    base = ["podman", "--root", str(store / "root"), "--runroot", runroot, "--storage-driver", "vfs"]
+    auth = tmp_path / "podman-auth.json"
+    auth.write_text("{}")
+    env = {**os.environ, "REGISTRY_AUTH_FILE": str(auth)}
+    try:
+        r = subprocess.run([*base, "pull", "-q", "--tls-verify=false", name], capture_output=True, text=True,
+                           env=env, timeout=300)
+        if r.returncode != 0 and ("overlay" in r.stderr or "storage" in r.stderr or "mount" in r.stderr):
+            pytest.skip(f"podman cannot run here: {r.stderr.strip()[:200]}")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == image_id.split(":")[1]
+        r = subprocess.run([*base, "image", "inspect", "--format", "{{json .RootFS.Layers}}", name],
+                           capture_output=True, text=True, env=env, timeout=120)
+        assert json.loads(r.stdout) == eng.image_config(image_id).diff_ids
+    finally:
+        subprocess.run([*base, "system", "reset", "-f"], capture_output=True, env=env, timeout=120)
+        shutil.rmtree(runroot, ignore_errors=True)
 
 
 def test_push_chunked_upload(real_registry: Server, tmp_path: Path, eng: Engine,

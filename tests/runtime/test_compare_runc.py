@@ -35,8 +35,9 @@ def both(dy, runc, make_bundle, script: str, edit: Edit | None = None,  # type: 
 
 
 def test_namespaces_and_identity(dy, runc, make_bundle) -> None:  # type: ignore[no-untyped-def]
-    out = both(dy, runc, make_bundle, "hostname; echo pid=$$; cat /proc/1/cmdline; echo; "
-               "grep -E '^(Cap|NoNewPrivs|Seccomp|Uid|Gid|Groups)' /proc/self/status; ls /dev; umask; pwd; env")  # fmt: skip
+    script = ("hostname; echo pid=$$; cat /proc/1/cmdline; echo; "
+              "grep -E '^(Cap|NoNewPrivs|Seccomp|Uid|Gid|Groups)' /proc/self/status; ls /dev; umask; pwd; env")
+    out = both(dy, runc, make_bundle, script)
     assert "bundle\npid=1\n" in out
     assert "CapEff:\t0000000020000420" in out
 
@@ -89,7 +90,9 @@ def test_user_from_etc_files(dy, runc, make_bundle) -> None:  # type: ignore[no-
 def _with_etc(make_bundle):  # type: ignore[no-untyped-def]
     def factory(args: list[str], edit: Edit | None = None) -> Path:
         bundle = make_bundle(args, edit)
-        (bundle / "rootfs/etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n")
+        (bundle / "rootfs/etc/passwd").write_text(
+            "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n"
+        )
         (bundle / "rootfs/etc/group").write_text("root:x:0:\nwheel:x:10:alice\nusers:x:100:bob,alice\nalice:x:1000:\n")
         return bundle
 
@@ -286,3 +289,49 @@ def test_user_namespace(dy, runc, make_bundle) -> None:  # type: ignore[no-untyp
                "grep CapEff /proc/self/status; ls -ln /dev/null | cut -c1-30", edit,
                normalise=lambda s: re.sub(r"\s+", " ", s))  # fmt: skip
     assert "0 100000 65536" in out
+
+
+@pytest.mark.parametrize("nnp", [False, True])
+def test_docker_default_seccomp_profile(dy, runc, make_bundle, nnp: bool) -> None:  # type: ignore[no-untyped-def]
+    """Docker's real default profile (converted by the engine's seccomp_default), both load orders."""
+    seccomp_default = pytest.importorskip("dockyard.runtime.seccomp_default")
+    caps = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
+            "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
+            "CAP_AUDIT_WRITE"]  # fmt: skip
+    profile = seccomp_default.default_oci_seccomp(bounding_caps=caps)
+
+    def edit(cfg: dict[str, Any]) -> None:
+        cfg["process"]["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}
+        cfg["process"]["noNewPrivileges"] = nnp
+        cfg["linux"]["seccomp"] = profile
+        cfg["process"]["user"] = {"uid": 1000, "gid": 1000, "additionalGids": [10]}
+
+    out = both(dy, runc, make_bundle, "grep -E '^(Seccomp|NoNewPrivs|CapEff)' /proc/self/status; id; "
+               "unshare -U true 2>&1 | head -c 40; echo; ls /proc/self/fd | wc -l", edit)  # fmt: skip
+    assert "Seccomp:\t2" in out
+
+
+def test_in_container_hooks(dy, runc, make_bundle) -> None:  # type: ignore[no-untyped-def]
+    """createContainer (container namespaces, before pivot_root) and startContainer (inside the
+    container) hooks: both see the container's UTS namespace and only startContainer its rootfs."""
+    outs = {}
+    for name, runner in (("runc", runc), ("dockyard", dy)):
+        def edit(cfg: dict[str, Any], name: str = name) -> None:
+            cfg["root"]["readonly"] = False
+            cfg["hooks"] = {
+                "createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", f"cat > /tmp/dy-cc-{name}.json"]}],
+                "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "cat > /tmp/sc.json; hostname >> /tmp/sc.json; "
+                                                                "ls /bin/busybox >> /tmp/sc.json"]}],
+            }  # fmt: skip
+
+        bundle = make_bundle(["true"], edit)
+        cid = new_id()
+        r = runner("run", "--bundle", str(bundle), cid)
+        assert r.returncode == 0, r.stderr
+        cc = json.loads(Path(f"/tmp/dy-cc-{name}.json").read_text())
+        os.unlink(f"/tmp/dy-cc-{name}.json")
+        sc_state, *rest = (bundle / "rootfs/tmp/sc.json").read_text().splitlines()
+        sc = json.loads(sc_state)
+        assert cc["id"] == sc["id"] == cid
+        outs[name] = (cc["status"], sc["status"], rest)
+    assert outs["dockyard"] == outs["runc"]

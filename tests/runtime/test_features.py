@@ -29,6 +29,14 @@ def wait_for(pred, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def
     return True
 
 
+def gone(pid: int) -> bool:
+    """Exited (zombie or reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] in "ZX"
+    except OSError:
+        return True
+
+
 def status_of(runner, cid: str) -> str:  # type: ignore[no-untyped-def]
     r = runner("state", cid)
     return json.loads(r.stdout)["status"] if r.returncode == 0 else "gone"
@@ -158,8 +166,7 @@ def test_exec_python_api(rt, make_bundle) -> None:  # type: ignore[no-untyped-de
     pid = rt.exec(cid, {"args": ["/bin/sleep", "5"], "cwd": "/"}, detach=True)
     assert os.readlink(f"/proc/{pid}/ns/pid") == os.readlink(f"/proc/{init}/ns/pid")
     rt.delete(cid, force=True)
-    assert wait_for(lambda: not os.path.exists(f"/proc/{pid}/cmdline") or
-                    Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] in "ZX")  # fmt: skip
+    assert wait_for(lambda: gone(pid))
 
 
 def test_pause_resume(dy, runc, make_bundle) -> None:  # type: ignore[no-untyped-def]
@@ -199,8 +206,7 @@ def test_kill_all(dy, make_bundle) -> None:  # type: ignore[no-untyped-def]
     assert len(pids) == 3
     assert "sleep 100" in dy("ps", cid, check=True).stdout
     dy("kill", "--all", cid, "KILL", check=True)
-    assert wait_for(lambda: all(not os.path.exists(f"/proc/{p}") or
-                                Path(f"/proc/{p}/stat").read_text().split(") ")[1][0] in "ZX" for p in pids))  # fmt: skip
+    assert wait_for(lambda: all(gone(p) for p in pids))
     dy("delete", cid, check=True)
 
 
@@ -211,8 +217,10 @@ def test_docker_default_confinement(dy, runc, make_bundle) -> None:  # type: ign
         cfg["root"]["readonly"] = False
 
     script = ("grep CapEff /proc/self/status; mount -t tmpfs none /mnt 2>/dev/null || echo mount-denied; "
-              "hostname foo 2>/dev/null || echo hostname-denied; mknod /tmp/sda b 8 0 && (head -c1 /tmp/sda 2>/dev/null || echo blockdev-denied); "
-              "mknod /tmp/null c 1 3 && echo mknod-null-ok; echo 1 > /proc/sys/kernel/shmmax 2>/dev/null || echo sysctl-ro; "
+              "hostname foo 2>/dev/null || echo hostname-denied; "
+              "mknod /tmp/sda b 8 0 && (head -c1 /tmp/sda 2>/dev/null || echo blockdev-denied); "
+              "mknod /tmp/null c 1 3 && echo mknod-null-ok; "
+              "echo 1 > /proc/sys/kernel/shmmax 2>/dev/null || echo sysctl-ro; "
               "wc -c < /proc/kcore; echo x > /sys/fs/cgroup/pids/pids.max 2>/dev/null || echo cgroup-ro; "
               "ip link add dummy0 type dummy 2>/dev/null || echo netadmin-denied; "
               "chroot / true && echo chroot-ok; hostname")  # fmt: skip
@@ -236,3 +244,17 @@ def test_no_pivot(dy, runc, make_bundle) -> None:  # type: ignore[no-untyped-def
                    new_id())  # fmt: skip
         outs[name] = (r.returncode, r.stdout)
     assert outs["dockyard"] == outs["runc"]
+
+
+def test_exec_under_seccomp_and_nnp(dy, make_bundle) -> None:  # type: ignore[no-untyped-def]
+    def edit(cfg: dict[str, Any]) -> None:
+        cfg["root"]["readonly"] = False
+        cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW",
+                                   "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}  # fmt: skip
+
+    cid = new_id()
+    dy("run", "-d", "--bundle", str(make_bundle(["sleep", "100"], edit)), cid, detached_io=True, check=True)
+    out = dy("exec", cid, "sh", "-c", "mkdir /tmp/x 2>&1; grep -E '^(Seccomp|NoNewPrivs)' /proc/self/status",
+             check=True).stdout  # fmt: skip
+    assert "Operation not permitted" in out and "Seccomp:\t2" in out and "NoNewPrivs:\t1" in out
+    dy("delete", "-f", cid, check=True)

@@ -66,9 +66,11 @@ __all__ = [
     "Builder",
     "Stage",
     "build",
+    "cache_key",
     "parse_build_args",
     "plan",
     "platform_args",
+    "resolve_arg",
 ]
 
 CACHE_VERSION = "dockyard-build-1"
@@ -244,8 +246,8 @@ def plan(dockerfile: Dockerfile, *, build_args: Mapping[str, str] | None = None,
                     meta[name] = build_args[name]
                 elif default is not None:
                     meta[name] = x(default, meta, instr)
-                else:
-                    meta.pop(name, None) if name not in PLATFORM_ARGS else None
+                elif name not in PLATFORM_ARGS:
+                    meta.pop(name, None)
             continue
         stages[-1].instructions.append(instr)
 
@@ -395,6 +397,27 @@ class _StageState:
         return cfg
 
 
+def cache_key(parent: str, *parts: Any) -> str:
+    """The build cache key of a step: sha256 over the parent image and what the step depends on."""
+    material = [CACHE_VERSION, parent, *parts]
+    blob = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(blob.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def resolve_arg(name: str, default: str | None, build_args: Mapping[str, str],
+                meta_args: Mapping[str, str]) -> str | None:
+    """The value an ``ARG name[=default]`` inside a stage gets (``default`` already expanded).
+
+    A ``--build-arg`` wins, then the instruction's default, then the value of a global ARG (one
+    declared before the first FROM, or an automatic platform arg) of the same name; else unset.
+    """
+    if name in build_args:
+        return build_args[name]
+    if default is not None:
+        return default
+    return meta_args.get(name)
+
+
 def _run_command_string(argv: list[str], args: list[tuple[str, str | None]], env: Mapping[str, str]) -> str:
     """BuildKit's ``runCommandString``: ``|2 A=1 B=2 /bin/sh -c make``."""
     entries: list[str] = []
@@ -486,7 +509,11 @@ class Builder:
             tags.append(str(ref))
         v = self.progress.vertex(f"[internal] load build definition from {opts.dockerfile_name}")
         v.status(f"transferring dockerfile: {len(opts.dockerfile.encode())}B done")
-        self.dockerfile = df = parse(opts.dockerfile, filename=opts.dockerfile_name)
+        try:
+            self.dockerfile = df = parse(opts.dockerfile, filename=opts.dockerfile_name)
+        except BuildError as e:
+            v.error(str(e))
+            raise
         v.done()
         self.warnings = lint(df)
         self.plan = plan(df, build_args=opts.build_args, target=opts.target, platform=self.target_platform)
@@ -674,9 +701,7 @@ class Builder:
 
     # ---- cache ---------------------------------------------------------------------------
     def _key(self, st: _StageState, *parts: Any) -> str:
-        material = [CACHE_VERSION, st.image_id or f"scratch:{st.platform}", *parts]
-        blob = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
-        return "sha256:" + hashlib.sha256(blob.encode("utf-8", "surrogateescape")).hexdigest()
+        return cache_key(st.image_id or f"scratch:{st.platform}", *parts)
 
     def _scope_vars(self, st: _StageState) -> list[tuple[str, str]]:
         return sorted((k, v) for k, v in st.vars.items() if k not in PROXY_ARGS)
@@ -782,15 +807,9 @@ class Builder:
         assert self.plan is not None
         commit: list[str] = []
         for name, default in arg_definitions(instr):
-            value: str | None
-            if name in self.opts.build_args:
-                value = self.opts.build_args[name]
-            elif default is not None:
-                value = self._x(st, default, instr)
-            elif name in self.plan.meta_args:
-                value = self.plan.meta_args[name]
-            else:
-                value = None
+            if default is not None and name not in self.opts.build_args:
+                default = self._x(st, default, instr)
+            value = resolve_arg(name, default, self.opts.build_args, self.plan.meta_args)
             self.consumed_args.add(name)
             st.args.append((name, value))
             if value is not None:
@@ -953,7 +972,10 @@ class Builder:
             return self._stage_result(idx).image_id, True
         if ref.lower() == "scratch":
             return None, False
-        return self._image(ref), False
+        try:
+            return self._image(ref), False
+        except DockyardError as e:
+            raise instr.error(f"{ref!r} is neither a build stage nor an image that can be found: {e}") from None
 
     # ---- RUN -----------------------------------------------------------------------------
     def _run(self, st: _StageState, instr: Instruction, vertex: Vertex | None) -> None:

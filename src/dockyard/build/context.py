@@ -345,7 +345,9 @@ class SourceTree:
         if not self.excluded(rel):
             return True
         # An excluded directory may still hold re-included (`!`) files.
-        return stat.S_ISDIR(st.st_mode) and self.matcher.has_exclusions
+        if not (stat.S_ISDIR(st.st_mode) and self.matcher.has_exclusions):
+            return False
+        return next(self._walk_dir(rel, "", self.host_path(rel)), None) is not None
 
     def find(self, src: str) -> list[tuple[str, str]]:
         """The sources ``src`` names, as ``(path as named, resolved path)`` pairs, sorted.

@@ -15,8 +15,8 @@ import os
 import secrets
 import signal
 import time
-from dataclasses import asdict
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -244,6 +244,24 @@ def start(eng: Engine, c: dict[str, Any], *, wait_attach: bool = False) -> Path:
 
     Raises the runtime's error (e.g. CommandNotFound, 127) if the container cannot be created.
     """
+    with container_lock(container_dir(eng, c["id"])) as lock_fd:
+        return _start_locked(eng, resolve(eng, c["id"]), wait_attach=wait_attach, lock_fd=lock_fd)
+
+
+@contextlib.contextmanager
+def container_lock(cdir: Path) -> Any:
+    """Serialises a container's start with the previous run's cleanup (both mount and unmount)."""
+    import fcntl
+
+    fd = os.open(cdir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _start_locked(eng: Engine, c: dict[str, Any], *, wait_attach: bool, lock_fd: int) -> Path:
     from dockyard.runtime.monitor import MonitorConfig, run_monitor
     from dockyard.store import snapshots
 
@@ -271,6 +289,7 @@ def start(eng: Engine, c: dict[str, Any], *, wait_attach: bool = False) -> Path:
     pid = os.fork()
     if pid == 0:  # the monitor
         os.close(ready_r)
+        os.close(lock_fd)  # the lock belongs to the starting command, not to the monitor
         from dockyard.engine import Engine as _Engine
 
         def on_started(init_pid: int) -> None:
@@ -296,10 +315,12 @@ def start(eng: Engine, c: dict[str, Any], *, wait_attach: bool = False) -> Path:
 
                     with contextlib.suppress(OSError):
                         remove_tree(cdir)
-            if auto_remove:
-                return cleanup
-            cleanup()
-            return None
+            def locked_cleanup() -> None:
+                with container_lock(cdir):  # a `start` right after us must not race the unmount
+                    if not auto_remove and resolve(_Engine(root), cid)["state"].get("status") != "exited":
+                        return  # restarted meanwhile: its mount is in use
+                    cleanup()
+            return cleanup if auto_remove else locked_cleanup
 
         run_monitor(mcfg, rt, ready_w, on_started, on_exited)
     os.close(ready_w)

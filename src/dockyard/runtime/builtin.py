@@ -288,6 +288,8 @@ class _Child:
         #: O_PATH fd of exec.fifo, opened by the caller: the init may not be able to reach the state dir
         self.fifo_fd = int(kw.get("fifo_fd", -1))  # type: ignore[call-overload]
         self.sync_hooks = bool(kw.get("sync_hooks"))
+        #: "_ses.<id>" for a new session keyring, or "" (--no-new-keyring, exec)
+        self.keyring = str(kw.get("keyring") or "")
         self.wait_child = bool(kw.get("wait_child"))
 
     # intermediate -------------------------------------------------------------------------------
@@ -372,6 +374,7 @@ class _Child:
         try:
             os.setsid()
             self._dup_stdio()
+            self._new_keyring()
             fifo_path_fd = self.fifo_fd
             cgroupns = bool(self.new_flags & L.CLONE_NEWCGROUP)
             sources = [(name, path, self._controllers(name)) for name, path in self.cg.bind_sources()]
@@ -431,6 +434,21 @@ class _Child:
                 pass
             os._exit(127 if '"notfound"' in payload else 126 if '"notexec"' in payload else 1)
         raise AssertionError("unreachable")
+
+    def _new_keyring(self) -> None:
+        """runc's session keyring per container: possessor gets all, user/group/other only view."""
+        if not self.keyring:
+            return
+        try:
+            serial = L.join_session_keyring(self.keyring)
+        except OSError as e:
+            if e.errno in (38, 1, 13):  # ENOSYS/EPERM/EACCES: keyrings unavailable here; best effort
+                return
+            raise RuntimeFailure(f"unable to join session keyring: {e.strerror}")
+        try:
+            L.set_key_perm(serial, 0x3F1F0000 | 0x00080000 | 0x00000800 | 0x00000008)
+        except OSError:
+            pass
 
     def _controllers(self, name: str) -> list[str]:
         controllers = getattr(self.cg, "controllers", {})
@@ -539,6 +557,7 @@ class BuiltinRuntime:
         pid_file: str | None = None,
         no_pivot: bool = False,
         console_fd: int | None = None,
+        no_new_keyring: bool = False,
     ) -> int:
         """Set the container up and leave its init waiting for ``start``; return the init's host pid.
 
@@ -551,7 +570,7 @@ class BuiltinRuntime:
         ctx: dict[str, object] = {}
         try:
             return self._create(id, bundle_s, cfg, raw, state_dir, ctx, stdio, console_socket, console_fd,
-                                pid_file, no_pivot)  # fmt: skip
+                                pid_file, no_pivot, no_new_keyring)  # fmt: skip
         except BaseException:
             self._abort(ctx)
             self.store.remove(id)
@@ -581,7 +600,7 @@ class BuiltinRuntime:
 
     def _create(self, id: str, bundle: str, cfg: dict[str, object], raw: bytes, state_dir: str, ctx: dict[str, object],
                 stdio: tuple[int, int, int] | None, console_socket: str | None, console_fd: int | None,
-                pid_file: str | None, no_pivot: bool) -> int:  # fmt: skip
+                pid_file: str | None, no_pivot: bool, no_new_keyring: bool) -> int:  # fmt: skip
         linux = _linux(cfg)
         proc = cfg["process"]
         assert isinstance(proc, dict)
@@ -633,7 +652,8 @@ class BuiltinRuntime:
         p2c_r, p2c_w = os.pipe2(os.O_CLOEXEC)
         child = _Child(config=cfg, process=proc, bundle=bundle, rootfs=rootfs, cg=cg, seccomp=seccomp,
                        new_flags=new_flags, joins=joins, types=types, c2p=c2p_w, p2c=p2c_r, stdio=stdio,
-                       console_fd=console_fd, no_pivot=no_pivot, fifo_fd=fifo_fd, sync_hooks=sync_hooks)  # fmt: skip
+                       console_fd=console_fd, no_pivot=no_pivot, fifo_fd=fifo_fd, sync_hooks=sync_hooks,
+                       keyring="" if no_new_keyring else f"_ses.{id}")  # fmt: skip
         try:
             a_pid = os.fork()
             if a_pid == 0:

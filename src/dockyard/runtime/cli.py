@@ -225,7 +225,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "create":
         _check_console_flags(args.bundle, args.console_socket, detached=True)
         rt.create(args.id, args.bundle, console_socket=args.console_socket, pid_file=args.pid_file,
-                  no_pivot=args.no_pivot)  # fmt: skip
+                  no_pivot=args.no_pivot, no_new_keyring=args.no_new_keyring)  # fmt: skip
         return 0
     if cmd == "run":
         return _run(rt, args)
@@ -328,9 +328,18 @@ def _pump(master: int) -> None:
 
     restore = None
     if os.isatty(0):
+        import fcntl
         import termios
         import tty
 
+        def resize(_signum: int = 0, _frame: object = None) -> None:
+            try:
+                fcntl.ioctl(master, termios.TIOCSWINSZ, fcntl.ioctl(0, termios.TIOCGWINSZ, b"\0" * 8))
+            except OSError:
+                pass
+
+        resize()
+        signal.signal(signal.SIGWINCH, resize)
         restore = termios.tcgetattr(0)
         tty.setraw(0)
     try:
@@ -373,7 +382,7 @@ def _run(rt: BuiltinRuntime, args: argparse.Namespace) -> int:
         L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)
     try:
         pid = rt.create(args.id, args.bundle, console_socket=args.console_socket, pid_file=args.pid_file,
-                        no_pivot=args.no_pivot, console_fd=console_fd)  # fmt: skip
+                        no_pivot=args.no_pivot, console_fd=console_fd, no_new_keyring=args.no_new_keyring)  # fmt: skip
     finally:
         if console_fd is not None:
             os.close(console_fd)

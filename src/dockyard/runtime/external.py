@@ -94,8 +94,16 @@ class ExternalRuntime:
             msg = lines[-1] if lines else ""
         return msg
 
-    def create(self, id: str, bundle: str | os.PathLike[str], *, stdio: tuple[int, int, int] | None = None,
-               console_socket: str | None = None, pid_file: str | None = None, no_pivot: bool = False) -> int:  # fmt: skip
+    def create(
+        self,
+        id: str,
+        bundle: str | os.PathLike[str],
+        *,
+        stdio: tuple[int, int, int] | None = None,
+        console_socket: str | None = None,
+        pid_file: str | None = None,
+        no_pivot: bool = False,
+    ) -> int:
         with tempfile.TemporaryDirectory(prefix="dockyard-runtime-") as tmp:
             pf = pid_file or os.path.join(tmp, "pid")
             args = ["create", "--bundle", os.fspath(bundle), "--pid-file", pf]

@@ -88,13 +88,15 @@ TIOCSPTLCK = 0x40045431
 CLOSE_RANGE_CLOEXEC = 1 << 2
 
 _SYSCALLS = {
-    # machine: (pivot_root,)
-    "x86_64": {"pivot_root": 155},
-    "aarch64": {"pivot_root": 41},
-    "riscv64": {"pivot_root": 41},
-    "ppc64le": {"pivot_root": 203},
-    "s390x": {"pivot_root": 217},
+    # machine: numbers of the syscalls glibc has no wrapper for
+    "x86_64": {"pivot_root": 155, "keyctl": 250},
+    "aarch64": {"pivot_root": 41, "keyctl": 219},
+    "riscv64": {"pivot_root": 41, "keyctl": 219},
+    "ppc64le": {"pivot_root": 203, "keyctl": 271},
+    "s390x": {"pivot_root": 217, "keyctl": 280},
 }
+KEYCTL_JOIN_SESSION_KEYRING = 1
+KEYCTL_SETPERM = 5
 
 #: Capability names in kernel bit order (include/uapi/linux/capability.h).
 CAPABILITIES: tuple[str, ...] = (
@@ -153,6 +155,24 @@ def pivot_root(new_root: str, put_old: str) -> None:
         raise OSError(38, f"pivot_root: unsupported machine {os.uname().machine}")
     if _libc.syscall(ctypes.c_long(nr), _b(new_root), _b(put_old)) != 0:
         _raise("pivot_root")
+
+
+def join_session_keyring(name: str) -> int:
+    """A new session keyring named ``name`` (runc gives each container one: "_ses.<id>"), so the
+    container does not share the caller's session keyring.  Returns its serial."""
+    nr = _SYSCALLS.get(os.uname().machine, {}).get("keyctl")
+    if nr is None:
+        raise OSError(38, "keyctl: unsupported machine")
+    ret = _libc.syscall(ctypes.c_long(nr), ctypes.c_int(KEYCTL_JOIN_SESSION_KEYRING), _b(name))
+    if ret < 0:
+        _raise("keyctl(JOIN_SESSION_KEYRING)")
+    return int(ret)
+
+
+def set_key_perm(serial: int, perm: int) -> None:
+    nr = _SYSCALLS[os.uname().machine]["keyctl"]
+    if _libc.syscall(ctypes.c_long(nr), ctypes.c_int(KEYCTL_SETPERM), ctypes.c_int(serial), ctypes.c_uint(perm)) < 0:
+        _raise("keyctl(SETPERM)")
 
 
 def unshare(flags: int) -> None:

@@ -212,7 +212,8 @@ def setup_console(sock_fd: int, process: dict[str, object], mount_console: bool)
     slave = os.open(slave_path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     size = process.get("consoleSize")
     if isinstance(size, dict):
-        fcntl.ioctl(slave, L.TIOCSWINSZ, struct.pack("HHHH", int(size.get("height", 0)), int(size.get("width", 0)), 0, 0))
+        winsize = struct.pack("HHHH", int(size.get("height", 0)), int(size.get("width", 0)), 0, 0)
+        fcntl.ioctl(slave, L.TIOCSWINSZ, winsize)
     if mount_console:
         try:
             if not os.path.lexists("/dev/console"):

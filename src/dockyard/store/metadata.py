@@ -71,6 +71,17 @@ MIGRATIONS: list[str] = [
         created REAL NOT NULL
     );
     """,
+    # 1 -> 2: local volumes (their data lives in volumes/<name>/_data)
+    """
+    CREATE TABLE volumes (
+        name TEXT PRIMARY KEY,
+        driver TEXT NOT NULL,
+        created REAL NOT NULL,
+        labels TEXT NOT NULL,               -- JSON object
+        options TEXT NOT NULL,              -- JSON object (--opt)
+        anonymous INTEGER NOT NULL DEFAULT 0
+    );
+    """,
 ]
 
 
