@@ -70,6 +70,15 @@ def fresh_registry(tmp: Path) -> Iterator[peers.Server]:
         shutil.rmtree(d, ignore_errors=True)
 
 
+def drop_podman_store(store: Path) -> None:
+    """Unmount what podman's overlay driver mounted under ``store`` (it bind-mounts its own dir), remove it."""
+    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
+              if line.split()[1].startswith(str(store) + "/")]
+    for m in sorted(mounts, key=len, reverse=True):
+        subprocess.run(["umount", "-l", m], capture_output=True)
+    shutil.rmtree(store, ignore_errors=True)
+
+
 def podman_cmd(store: Path, *args: str) -> list[str]:
     return ["podman", "--root", str(store / "root"), "--runroot", str(store / "run"), "--storage-driver",
             os.environ.get("BENCH_PODMAN_DRIVER", "overlay"), *args]
@@ -130,6 +139,7 @@ def main() -> int:
                                run(podman_cmd(store, "pull", "-q", "--tls-verify=false", ref), env))
                     except RuntimeError as e:
                         print(f"podman pull failed, skipping podman: {e}", file=sys.stderr)
+                        drop_podman_store(store)
                         have_podman = False
                 # pushes: each tool to a registry of its own, started for this run, so that nothing
                 # can be mounted or found there already (skopeo and podman remember where blobs are)
@@ -150,8 +160,7 @@ def main() -> int:
                                 env))
                     except RuntimeError as e:
                         print(f"podman push failed: {e}", file=sys.stderr)
-                    shutil.rmtree(store, ignore_errors=True)
-                    subprocess.run(["umount", "-R", str(store)], capture_output=True)
+                    drop_podman_store(store)
                 shutil.rmtree(out, ignore_errors=True)
                 shutil.rmtree(root, ignore_errors=True)
         # an imported (uncompressed) layer: first push compresses, later pushes reuse the gzip blob

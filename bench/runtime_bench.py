@@ -68,6 +68,26 @@ def time_runs(argv_for: object, n: int) -> list[float]:
     return out
 
 
+def time_api(bundle: str, root: str, n: int) -> list[float]:
+    """In-process BuiltinRuntime create+start+wait+delete: what the engine's monitor pays per container."""
+    from dockyard.runtime import linux as L
+    from dockyard.runtime.builtin import BuiltinRuntime
+
+    L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)
+    rt = BuiltinRuntime(root)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    out = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        pid = rt.create(f"api{i}", bundle, stdio=(devnull, devnull, devnull))
+        rt.start(f"api{i}")
+        os.waitpid(pid, 0)
+        rt.delete(f"api{i}")
+        out.append((time.perf_counter() - t0) * 1000)
+    os.close(devnull)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("-n", type=int, default=20)
@@ -82,6 +102,7 @@ def main() -> int:
             "dockyard-runtime run": time_runs(
                 lambda i: [dy, "--root", f"{tmp}/dy", "run", "-b", bundle, i], args.n
             ),
+            "BuiltinRuntime (API)": time_api(bundle, f"{tmp}/api", args.n),
         }
         for d in ("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "systemd"):
             try:

@@ -31,7 +31,7 @@ import sys
 import tarfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -47,6 +47,8 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 
 BUSYBOX = next((p for p in ("/bin/busybox", "/usr/bin/busybox") if os.path.exists(p)), None)
 
@@ -401,7 +403,7 @@ class FaultProxy:
 
 
 # ---- images -------------------------------------------------------------------------------------
-def tar_bytes(files: dict[str, bytes | str | None], *, mode: int = 0o644) -> bytes:
+def tar_bytes(files: Mapping[str, bytes | str | None], *, mode: int = 0o644) -> bytes:
     """An uncompressed layer tar: ``path -> bytes`` (a file), ``str`` (a symlink), None (a directory)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
@@ -461,16 +463,23 @@ def _put_blob(layout: Path, data: bytes) -> str:
     return d
 
 
-def build_image(layout: Path, layers: list[dict[str, bytes | str | None]], *,
+def build_image(layout: Path, layers: Sequence[Mapping[str, bytes | str | None]], *,
                 arch: str = "amd64", variant: str | None = None, cmd: list[str] | None = None,
-                label: str = "") -> LayoutImage:
-    """Write an image's blobs (gzip layers, config, manifest) into ``layout``; no index entry."""
+                label: str = "", compression: str = "gzip") -> LayoutImage:
+    """Write an image's blobs (gzip/zstd/no layers, config, manifest) into ``layout``; no index entry."""
     layer_descs, diff_ids, digests = [], [], []
     for files in layers:
         raw = tar_bytes(files)
-        gz = gzip.compress(raw, compresslevel=6, mtime=0)
-        d = _put_blob(layout, gz)
-        layer_descs.append({"mediaType": OCI_LAYER_GZIP, "digest": d, "size": len(gz)})
+        if compression == "zstd":
+            import zstandard
+
+            blob, mt = zstandard.ZstdCompressor(level=3).compress(raw), OCI_LAYER_ZSTD
+        elif compression == "none":
+            blob, mt = raw, OCI_LAYER
+        else:
+            blob, mt = gzip.compress(raw, compresslevel=6, mtime=0), OCI_LAYER_GZIP
+        d = _put_blob(layout, blob)
+        layer_descs.append({"mediaType": mt, "digest": d, "size": len(blob)})
         diff_ids.append(sha256(raw))
         digests.append(d)
     config: dict[str, Any] = {
@@ -501,7 +510,7 @@ def _write_index(layout: Path, entries: list[dict[str, Any]]) -> None:
                                                    "manifests": old + entries}))
 
 
-def make_oci_layout(layout: Path, ref_name: str, layers: list[dict[str, bytes | str | None]],
+def make_oci_layout(layout: Path, ref_name: str, layers: Sequence[Mapping[str, bytes | str | None]],
                     **kw: Any) -> LayoutImage:
     """An OCI layout holding one image under ``ref_name`` (``skopeo copy oci:DIR:ref_name ...``)."""
     img = build_image(layout, layers, **kw)
@@ -512,7 +521,7 @@ def make_oci_layout(layout: Path, ref_name: str, layers: list[dict[str, bytes | 
 
 
 def make_multiarch_layout(layout: Path, ref_name: str,
-                          images: list[tuple[dict[str, Any], list[dict[str, bytes | str | None]]]]
+                          images: list[tuple[dict[str, Any], Sequence[Mapping[str, bytes | str | None]]]]
                           ) -> tuple[str, bytes, list[LayoutImage]]:
     """A nested image index (one entry per platform) under ``ref_name``; returns (digest, bytes, images)."""
     built = []

@@ -145,6 +145,43 @@ def test_pull_shares_layers_and_default_tag(real_registry: Server, tmp_path: Pat
     assert lines[-1] == f"{real_registry.host}/peer/child:latest"
 
 
+@pytest.mark.parametrize("compression", ["zstd", "none"])
+def test_pull_zstd_and_uncompressed_layers(real_registry: Server, tmp_path: Path, eng: Engine,
+                                           compression: str) -> None:
+    layout = tmp_path / "layout"
+    files: list[dict[str, bytes | str | None]] = [{"etc/z": b"zstd or plain\n", "bin/x": os.urandom(70_000)}]
+    img = make_oci_layout(layout, "z", files, compression=compression)
+    name = f"{real_registry.host}/peer/{compression}:z"
+    skopeo("copy", "--dest-tls-verify=false", f"oci:{layout}:z", f"docker://{name}")
+    image_id = pull(eng, name, out=io.StringIO())
+    assert image_id == img.config_digest
+    assert (eng.image_chain(image_id)[0].path / "etc" / "z").read_bytes() == b"zstd or plain\n"
+    # pushed back: zstd stays zstd (OCI manifest), an uncompressed layer goes out as gzip
+    eng.tag(name, f"{real_registry.host}/back/{compression}:z")
+    digest = push(eng, f"{real_registry.host}/back/{compression}:z", out=io.StringIO())
+    skopeo("copy", "--src-tls-verify=false", f"docker://{real_registry.host}/back/{compression}:z",
+           f"oci:{tmp_path / 'out'}:x")
+    m = json.loads((tmp_path / "out" / "blobs" / "sha256" / digest.split(":")[1]).read_bytes())
+    assert m["layers"][0]["mediaType"] == {"zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
+                                           "none": "application/vnd.oci.image.layer.v1.tar+gzip"}[compression]
+
+
+def test_pull_through_mirror(real_registry: Server, tmp_path: Path, eng: Engine,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker.io images come from DOCKYARD_REGISTRY_MIRRORS first (no Internet needed)."""
+    img = seed(real_registry, tmp_path, "library/mirrored", "latest", [{"etc/m": b"m"}])
+    monkeypatch.setenv("DOCKYARD_REGISTRY_MIRRORS", f"http://{real_registry.host}")
+    out = io.StringIO()
+    image_id = pull(eng, "mirrored", out=out)
+    assert image_id == img.config_digest
+    assert eng.image_record(image_id).tags == ["docker.io/library/mirrored:latest"]
+    assert eng.resolve_image("mirrored") == image_id
+    lines = out.getvalue().splitlines()
+    assert lines[:2] == ["Using default tag: latest", "latest: Pulling from library/mirrored"]
+    assert lines[-3:] == [f"Digest: {img.manifest_digest}", "Status: Downloaded newer image for mirrored:latest",
+                          "docker.io/library/mirrored:latest"]
+
+
 def test_pull_by_digest(real_registry: Server, tmp_path: Path, eng: Engine) -> None:
     img = seed(real_registry, tmp_path, "peer/dig", "v1", [busybox_files()])
     name = f"{real_registry.host}/peer/dig@{img.manifest_digest}"

@@ -185,6 +185,15 @@ def test_cgroup_limits_visible(dy, runc, make_bundle) -> None:  # type: ignore[n
     assert out.split()[:5] == [str(64 * 1024 * 1024), str(32 * 1024 * 1024), "77", "512", "50000"]
 
 
+def test_cgroup_namespace(dy, runc, make_bundle) -> None:  # type: ignore[no-untyped-def]
+    def edit(cfg: dict[str, Any]) -> None:
+        cfg["linux"]["namespaces"].append({"type": "cgroup"})
+
+    out = both(dy, runc, make_bundle, "cat /proc/self/cgroup; grep cgroup /proc/mounts; "
+               "cat /sys/fs/cgroup/pids/cgroup.procs", edit)  # fmt: skip
+    assert "4:memory:/\n" in out or ":memory:/\n" in out
+
+
 def test_devices(dy, runc, make_bundle) -> None:  # type: ignore[no-untyped-def]
     def edit(cfg: dict[str, Any]) -> None:
         cfg["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229,
@@ -318,11 +327,12 @@ def test_in_container_hooks(dy, runc, make_bundle) -> None:  # type: ignore[no-u
     for name, runner in (("runc", runc), ("dockyard", dy)):
         def edit(cfg: dict[str, Any], name: str = name) -> None:
             cfg["root"]["readonly"] = False
+            start_script = ("cat > /tmp/sc.json; echo >> /tmp/sc.json; hostname >> /tmp/sc.json; "
+                            "ls /bin/busybox >> /tmp/sc.json")
             cfg["hooks"] = {
                 "createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", f"cat > /tmp/dy-cc-{name}.json"]}],
-                "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "cat > /tmp/sc.json; hostname >> /tmp/sc.json; "
-                                                                "ls /bin/busybox >> /tmp/sc.json"]}],
-            }  # fmt: skip
+                "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", start_script]}],
+            }
 
         bundle = make_bundle(["true"], edit)
         cid = new_id()

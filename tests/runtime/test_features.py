@@ -249,8 +249,8 @@ def test_no_pivot(dy, runc, make_bundle) -> None:  # type: ignore[no-untyped-def
 def test_exec_under_seccomp_and_nnp(dy, make_bundle) -> None:  # type: ignore[no-untyped-def]
     def edit(cfg: dict[str, Any]) -> None:
         cfg["root"]["readonly"] = False
-        cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW",
-                                   "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}  # fmt: skip
+        deny_mkdir = {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}
+        cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [deny_mkdir]}
 
     cid = new_id()
     dy("run", "-d", "--bundle", str(make_bundle(["sleep", "100"], edit)), cid, detached_io=True, check=True)
@@ -258,3 +258,27 @@ def test_exec_under_seccomp_and_nnp(dy, make_bundle) -> None:  # type: ignore[no
              check=True).stdout  # fmt: skip
     assert "Operation not permitted" in out and "Seccomp:\t2" in out and "NoNewPrivs:\t1" in out
     dy("delete", "-f", cid, check=True)
+
+
+def test_preserve_fds_and_stdio_swap(rt, dy, make_bundle, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
+    extra = tmp_path / "extra.txt"
+    extra.write_text("passed along\n")
+    cmd = [*dy.argv, "--root", str(dy.root), "run", "--preserve-fds", "1", "--bundle",
+           str(make_bundle(["sh", "-c", "cat <&3; ls /proc/self/fd"])), new_id()]
+    # a shell opens the file as fd 3 and execs the runtime, as systemd or a parent would pass it
+    r = subprocess.run(["/bin/sh", "-c", 'exec 3<"$0"; exec "$@"', str(extra), *cmd], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["passed along", "0", "1", "2", "3", "4"]  # 4: ls reading the directory
+    # stdio given as (stdout-pipe, ...) in swapped positions still lands on the right numbers
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    cid = new_id()
+    rt.create(cid, make_bundle(["sh", "-c", "echo to-out; echo to-err >&2"]), stdio=(0, err_w, out_w))
+    rt.start(cid)
+    os.close(out_w)
+    os.close(err_w)
+    assert os.read(out_r, 100) == b"to-err\n" and os.read(err_r, 100) == b"to-out\n"
+    os.close(out_r)
+    os.close(err_r)

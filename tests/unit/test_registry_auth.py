@@ -368,3 +368,13 @@ def test_progress_quiet() -> None:
     p.line("x")
     p.update("a", "b")
     assert out.getvalue() == ""
+
+
+def test_endpoint_override_serves_a_registry_name_from_elsewhere() -> None:
+    from dockyard.registry.config import RegistryConfig
+
+    cfg = RegistryConfig.from_env({"DOCKYARD_REGISTRY_ENDPOINTS": "docker.io=http://127.0.0.1:5000, ghcr.io=127.0.0.1:6000",
+                                   "DOCKYARD_REGISTRY_MIRRORS": "https://mirror.example"})
+    assert cfg.endpoints("docker.io") == ["http://127.0.0.1:5000"]
+    assert cfg.endpoints("ghcr.io") == ["http://127.0.0.1:6000"]
+    assert cfg.endpoints("quay.io") == ["https://quay.io"]

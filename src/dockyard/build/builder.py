@@ -492,7 +492,6 @@ class Builder:
         self._building: set[int] = set()
         self.consumed_args: set[str] = set()
         self.warnings: list[str] = []
-        self._scratch: Scratch | None = None
 
     # ---- entry point ---------------------------------------------------------------------
     def build(self) -> BuildResult:
@@ -521,15 +520,10 @@ class Builder:
         with self.eng.layers.using():
             self.eng.cleanup()
             executor.cleanup_stale(self.eng)
-            self._scratch = executor.Scratch(self.eng, "build")
-            try:
-                for idx in self.plan.order:
-                    self._stage_result(idx)
-                final = self.results[self.plan.target]
-                image_id = self._finish(final)
-            finally:
-                self._scratch.close()
-                self._scratch = None
+            for idx in self.plan.order:
+                self._stage_result(idx)
+            final = self.results[self.plan.target]
+            image_id = self._finish(final)
             unused = sorted(k for k in opts.build_args
                             if k not in self.consumed_args and k not in PROXY_ARGS)
             if unused:
@@ -1219,7 +1213,12 @@ class Builder:
             raise instr.error("ADD --keep-git-dir: git sources are not supported")
 
         with contextlib.ExitStack() as stack:
-            scratch = stack.enter_context(_scratch(self.eng, "src"))
+            downloads: list[Scratch] = []
+
+            def download_dir() -> str:
+                if not downloads:
+                    downloads.append(stack.enter_context(_scratch(self.eng, "src")))
+                return str(downloads[0].sub(f"url-{len(items)}"))
             keep_owner = False
             tree: SourceTree = self.context
             if from_ref:
@@ -1248,7 +1247,7 @@ class Builder:
                 if is_add and src.startswith(("http://", "https://")):
                     if src.endswith(".git"):
                         raise instr.error("ADD of a git repository is not supported")
-                    dl = executor.fetch_url(src, str(scratch.sub(f"url-{len(items)}")), checksum)
+                    dl = executor.fetch_url(src, download_dir(), checksum)
                     dl_tree = SourceTree(os.path.dirname(dl.path))
                     items.append(("url", dl.filename, dl_tree, dl.filename, os.path.basename(dl.path)))
                     hash_parts.append(["url", src, dl.filename, dl.digest])

@@ -22,7 +22,6 @@ import re
 import shutil
 import stat
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -76,12 +75,9 @@ def _rel(path: str) -> str:
 # Go's filepath.Match
 # --------------------------------------------------------------------------------------------
 
-_GLOB_CHARS = re.compile(r"[*?\[\\]")
-
-
 def has_glob(pattern: str) -> bool:
     """Whether ``pattern`` has Go ``filepath.Match`` meta characters (``* ? [`` or ``\\``)."""
-    return _GLOB_CHARS.search(pattern) is not None
+    return any(c in pattern for c in "*?[\\")
 
 
 _match_cache: dict[str, re.Pattern[str]] = {}
@@ -186,11 +182,13 @@ def read_dockerignore(text: str) -> list[str]:
     return out
 
 
-@dataclass
 class _Pattern:
-    text: str
-    exclusion: bool
-    regex: re.Pattern[str]
+    __slots__ = ("text", "exclusion", "regex")
+
+    def __init__(self, text: str, exclusion: bool, regex: re.Pattern[str]) -> None:
+        self.text = text
+        self.exclusion = exclusion
+        self.regex = regex
 
 
 def _compile_ignore(pattern: str) -> re.Pattern[str]:

@@ -112,9 +112,16 @@ def _mount(source: str, target: str, fstype: str, flags: int, data: str) -> None
 
 def remove_dir(path: str | os.PathLike[str]) -> None:
     """Unmount whatever is mounted below ``path``, then delete it."""
+    unmount_all_under(path)
+    try:
+        os.rmdir(path)  # the common case of an empty directory, without importing the tar code
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass
     from dockyard.store.layers import remove_tree
 
-    unmount_all_under(path)
     with contextlib.suppress(FileNotFoundError):
         remove_tree(os.fspath(path))
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, NoReturn
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from dockyard.engine import Engine
@@ -24,6 +25,25 @@ class Parser(argparse.ArgumentParser):
             message = "unknown flag: " + message.split(": ", 1)[1].split()[0]
         sys.stderr.write(f"dockyard {self._name}: {message}\nSee 'dockyard {self._name} --help'.\n")
         raise SystemExit(125)
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
+        if INTROSPECT:
+            raise IntrospectParser(self)
+        return super().parse_known_args(args, namespace)
+
+
+#: Set (by ``dockyard.cli.completion``) to make a command hand over its parser instead of running:
+#: completion scripts and ``docs/reference.md`` are generated from the commands' own definitions.
+INTROSPECT = False
+
+
+class IntrospectParser(BaseException):
+    """Raised by ``Parser.parse_known_args`` (and so ``parse_args``) while ``INTROSPECT`` is set."""
+
+    def __init__(self, parser: Parser) -> None:
+        super().__init__(parser.prog)
+        self.parser = parser
 
 
 def engine() -> Engine:

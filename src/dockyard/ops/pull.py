@@ -128,13 +128,19 @@ class Puller:
 
     # ---- registry access -----------------------------------------------------------------------
     def _endpoint_clients(self, domain: str) -> list[RegistryClient]:
+        from urllib.parse import urlsplit
+
+        from dockyard.registry.auth import get_credentials
         from dockyard.registry.client import RegistryClient
 
         out = []
-        for base in self.config.endpoints(domain):
+        endpoints = self.config.endpoints(domain)
+        for i, base in enumerate(endpoints):
             key = f"{domain} {base}"
             if key not in self._clients:
-                self._clients[key] = RegistryClient(domain, config=self.config, base_url=base)
+                # a mirror gets the mirror's own credentials, never Docker Hub's
+                creds = get_credentials(urlsplit(base).netloc) if i + 1 < len(endpoints) else None
+                self._clients[key] = RegistryClient(domain, config=self.config, base_url=base, credentials=creds)
             out.append(self._clients[key])
         return out
 

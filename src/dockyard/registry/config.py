@@ -28,6 +28,9 @@ class RegistryConfig:
     push_gzip_level: int = 1
     push_chunk_size: int = 16 << 20
     retries: int = 4
+    # A registry name served from another place, for pull and push alike (the tour serves docker.io
+    # from Dockyard's own registry on loopback): ``DOCKYARD_REGISTRY_ENDPOINTS=docker.io=http://127.0.0.1:5000``.
+    endpoint_overrides: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> RegistryConfig:
@@ -50,6 +53,8 @@ class RegistryConfig:
             push_gzip_level=_int("DOCKYARD_PUSH_GZIP_LEVEL", 1, 0, 9),
             push_chunk_size=_int("DOCKYARD_PUSH_CHUNK_SIZE", 16 << 20, 1024, 1 << 31),
             retries=_int("DOCKYARD_REGISTRY_RETRIES", 4, 0, 20),
+            endpoint_overrides={k.strip(): v.strip().rstrip("/") for k, _, v in
+                                (x.partition("=") for x in _list("DOCKYARD_REGISTRY_ENDPOINTS")) if v},
         )
 
     def is_insecure(self, domain: str) -> bool:
@@ -78,6 +83,9 @@ class RegistryConfig:
 
     def endpoints(self, domain: str) -> list[str]:
         """Base URLs to try, in order (mirrors first for Docker Hub)."""
+        if domain in self.endpoint_overrides:
+            url = self.endpoint_overrides[domain]
+            return [url if "://" in url else ("http://" if self.is_insecure(url) else "https://") + url]
         out: list[str] = []
         if domain == DOCKER_HUB_DOMAIN:
             out.extend(m if "://" in m else "https://" + m for m in self.mirrors)

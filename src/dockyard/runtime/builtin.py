@@ -290,6 +290,8 @@ class _Child:
         self.sync_hooks = bool(kw.get("sync_hooks"))
         #: "_ses.<id>" for a new session keyring, or "" (--no-new-keyring, exec)
         self.keyring = str(kw.get("keyring") or "")
+        #: fds 3 .. 3+N-1 of the caller are passed on to the process (runc's --preserve-fds)
+        self.preserve_fds = int(kw.get("preserve_fds") or 0)  # type: ignore[call-overload]
         self.wait_child = bool(kw.get("wait_child"))
 
     # intermediate -------------------------------------------------------------------------------
@@ -419,7 +421,11 @@ class _Child:
             wfd = os.open(f"/proc/self/fd/{fifo_path_fd}", os.O_WRONLY | os.O_CLOEXEC)
             os.close(fifo_path_fd)
             os.write(wfd, b"0")
-            run_hooks(hooks_of(self.config, "startContainer"), "startContainer", state_json)
+            start_hooks = hooks_of(self.config, "startContainer")
+            if start_hooks:
+                state = json.loads(state_json)
+                state["status"] = "created"  # start was called; the process has not been executed yet
+                run_hooks(start_hooks, "startContainer", json.dumps(state).encode())
             self._exec(path, args, env)
         except BaseException as e:
             payload = _error_payload(e)
@@ -458,11 +464,15 @@ class _Child:
         return [name]
 
     def _dup_stdio(self) -> None:
+        """Install the caller's stdio as 0/1/2 -- via high copies, so (1, 0, 2)-like swaps work."""
         if self.stdio is None:
             return
-        for target, fd in enumerate(self.stdio):
-            if fd != target:
-                os.dup2(fd, target)
+        import fcntl
+
+        copies = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in self.stdio]
+        for target, fd in enumerate(copies):
+            os.dup2(fd, target)
+            os.close(fd)
 
     def _uts(self) -> None:
         for key, setter in (("hostname", L.sethostname), ("domainname", L.setdomainname)):
@@ -511,7 +521,15 @@ class _Child:
         if self.seccomp is not None and self.process.get("noNewPrivileges"):
             self.seccomp.load()  # type: ignore[attr-defined]
         reset_signals()
-        L.close_range_cloexec(3)
+        if self.preserve_fds:
+            import fcntl
+
+            for fd in range(3, 3 + self.preserve_fds):
+                try:
+                    fcntl.fcntl(fd, fcntl.F_SETFD, 0)
+                except OSError:
+                    pass
+        L.close_range_cloexec(3 + self.preserve_fds)
         try:
             os.execve(path, args, env)
         except OSError as e:
@@ -558,6 +576,7 @@ class BuiltinRuntime:
         no_pivot: bool = False,
         console_fd: int | None = None,
         no_new_keyring: bool = False,
+        preserve_fds: int = 0,
     ) -> int:
         """Set the container up and leave its init waiting for ``start``; return the init's host pid.
 
@@ -570,7 +589,7 @@ class BuiltinRuntime:
         ctx: dict[str, object] = {}
         try:
             return self._create(id, bundle_s, cfg, raw, state_dir, ctx, stdio, console_socket, console_fd,
-                                pid_file, no_pivot, no_new_keyring)  # fmt: skip
+                                pid_file, no_pivot, no_new_keyring, preserve_fds)  # fmt: skip
         except BaseException:
             self._abort(ctx)
             self.store.remove(id)
@@ -600,7 +619,7 @@ class BuiltinRuntime:
 
     def _create(self, id: str, bundle: str, cfg: dict[str, object], raw: bytes, state_dir: str, ctx: dict[str, object],
                 stdio: tuple[int, int, int] | None, console_socket: str | None, console_fd: int | None,
-                pid_file: str | None, no_pivot: bool, no_new_keyring: bool) -> int:  # fmt: skip
+                pid_file: str | None, no_pivot: bool, no_new_keyring: bool, preserve_fds: int) -> int:  # fmt: skip
         linux = _linux(cfg)
         proc = cfg["process"]
         assert isinstance(proc, dict)
@@ -653,7 +672,7 @@ class BuiltinRuntime:
         child = _Child(config=cfg, process=proc, bundle=bundle, rootfs=rootfs, cg=cg, seccomp=seccomp,
                        new_flags=new_flags, joins=joins, types=types, c2p=c2p_w, p2c=p2c_r, stdio=stdio,
                        console_fd=console_fd, no_pivot=no_pivot, fifo_fd=fifo_fd, sync_hooks=sync_hooks,
-                       keyring="" if no_new_keyring else f"_ses.{id}")  # fmt: skip
+                       keyring="" if no_new_keyring else f"_ses.{id}", preserve_fds=preserve_fds)  # fmt: skip
         try:
             a_pid = os.fork()
             if a_pid == 0:
@@ -926,6 +945,7 @@ class BuiltinRuntime:
         pid_file: str | None = None,
         detach: bool = True,
         console_fd: int | None = None,
+        preserve_fds: int = 0,
     ) -> int:
         """Run ``process`` (an OCI process object) inside the container.
 
@@ -971,7 +991,7 @@ class BuiltinRuntime:
         p2c_r, p2c_w = os.pipe2(os.O_CLOEXEC)
         child = _Child(config=cfg, process=process, cg=cg, seccomp=seccomp, joins=joins, types=types,
                        c2p=c2p_w, p2c=p2c_r, stdio=stdio, console_fd=console_fd,
-                       wait_child=not detach)  # fmt: skip
+                       wait_child=not detach, preserve_fds=preserve_fds)  # fmt: skip
         try:
             a_pid = os.fork()
             if a_pid == 0:

@@ -225,7 +225,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "create":
         _check_console_flags(args.bundle, args.console_socket, detached=True)
         rt.create(args.id, args.bundle, console_socket=args.console_socket, pid_file=args.pid_file,
-                  no_pivot=args.no_pivot, no_new_keyring=args.no_new_keyring)  # fmt: skip
+                  no_pivot=args.no_pivot, no_new_keyring=args.no_new_keyring,
+                  preserve_fds=args.preserve_fds)  # fmt: skip
         return 0
     if cmd == "run":
         return _run(rt, args)
@@ -382,7 +383,8 @@ def _run(rt: BuiltinRuntime, args: argparse.Namespace) -> int:
         L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)
     try:
         pid = rt.create(args.id, args.bundle, console_socket=args.console_socket, pid_file=args.pid_file,
-                        no_pivot=args.no_pivot, console_fd=console_fd, no_new_keyring=args.no_new_keyring)  # fmt: skip
+                        no_pivot=args.no_pivot, console_fd=console_fd, no_new_keyring=args.no_new_keyring,
+                        preserve_fds=args.preserve_fds)  # fmt: skip
     finally:
         if console_fd is not None:
             os.close(console_fd)
@@ -443,7 +445,7 @@ def _exec(rt: BuiltinRuntime, args: argparse.Namespace) -> int:
         L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)
     try:
         pid = rt.exec(args.id, process, console_socket=args.console_socket, pid_file=args.pid_file,
-                      detach=True, console_fd=console_fd)  # fmt: skip
+                      detach=True, console_fd=console_fd, preserve_fds=args.preserve_fds)  # fmt: skip
     finally:
         if console_fd is not None:
             os.close(console_fd)

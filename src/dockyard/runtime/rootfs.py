@@ -263,7 +263,8 @@ class RootfsSetup:
             sub = os.path.join(dest, name)
             _mkdir_p(sub)
             if self.cgroupns:
-                L.mount("cgroup", sub, "cgroup", flags, ",".join(controllers))
+                named = [c[5:] for c in controllers if c.startswith("name=")]
+                L.mount(named[0] if named else "cgroup", sub, "cgroup", flags, ",".join(controllers))
             else:
                 L.mount(host_path, sub, "bind", L.MS_BIND | L.MS_REC)
                 remount(sub, flags & ~L.MS_BIND)

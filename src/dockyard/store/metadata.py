@@ -82,6 +82,45 @@ MIGRATIONS: list[str] = [
         anonymous INTEGER NOT NULL DEFAULT 0
     );
     """,
+    # 2 -> 3: networks, container endpoints on them (IPAM) and published ports
+    """
+    CREATE TABLE networks (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        driver TEXT NOT NULL,               -- bridge, host or null
+        bridge TEXT,                        -- the Linux bridge (bridge driver)
+        subnet TEXT,                        -- IPv4 CIDR (NULL until the default bridge is set up)
+        gateway TEXT,
+        internal INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL,
+        labels TEXT NOT NULL DEFAULT '{}',  -- JSON object
+        options TEXT NOT NULL DEFAULT '{}'  -- JSON object (--opt)
+    );
+    CREATE TABLE endpoints (
+        network_id TEXT NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
+        container_id TEXT NOT NULL,
+        endpoint_id TEXT NOT NULL,
+        mode TEXT NOT NULL,                 -- auto (from run), connect (network connect), removed
+        ip TEXT,                            -- the address while attached, NULL while stopped
+        mac TEXT,
+        host_ifname TEXT,                   -- the veth end on the bridge
+        ifname TEXT,                        -- eth0, eth1 inside the container
+        aliases TEXT NOT NULL DEFAULT '[]', -- JSON list (network aliases)
+        static_ip TEXT,                     -- the address asked for with --ip
+        PRIMARY KEY (network_id, container_id),
+        UNIQUE (network_id, ip)
+    );
+    CREATE TABLE port_bindings (
+        proto TEXT NOT NULL,
+        host_ip TEXT NOT NULL,              -- 0.0.0.0 for every address
+        host_port INTEGER NOT NULL,
+        container_id TEXT NOT NULL,
+        container_ip TEXT NOT NULL,
+        container_port INTEGER NOT NULL,
+        PRIMARY KEY (proto, host_ip, host_port)
+    );
+    CREATE INDEX port_bindings_container ON port_bindings(container_id);
+    """,
 ]
 
 
