@@ -89,7 +89,7 @@ def private_dockerd(d: Path) -> Iterator[str | None]:
         yield None
         return
     sock = d / "docker.sock"
-    log = open(d / "dockerd.log", "wb")
+    log = open(d / "dockerd.log", "wb")  # noqa: SIM115 - open for the daemon's whole life
     proc = subprocess.Popen(
         ["dockerd", "--data-root", str(d / "docker-data"), "--exec-root", str(d / "docker-exec"),
          "--pidfile", str(d / "docker.pid"), "--bridge=none", "--iptables=false", "--ip-masq=false",

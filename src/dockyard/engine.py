@@ -288,7 +288,7 @@ class Engine:
 
     def prune_images(self, all_images: bool = False) -> tuple[list[tuple[str, str]], int]:
         """``docker image prune``: dangling images (or all unused with ``-a``); returns (lines, bytes)."""
-        used = self.db.images_in_use()
+        used = self.db.images_in_use() | (set() if all_images else self.db.cache_image_ids())
         out: list[tuple[str, str]] = []
         before = self._disk_usage()
         with self.layers.exclusive():

@@ -46,8 +46,8 @@ def steps(out: str) -> dict[str, str]:
     return {names[n]: status.get(n, "") for n in names}
 
 
-def inspect(cli: CLI, ref: str) -> dict:  # type: ignore[type-arg]
-    return json.loads(cli("inspect", ref).stdout)[0]  # type: ignore[no-any-return]
+def inspect(cli: CLI, ref: str) -> dict:
+    return json.loads(cli("inspect", ref).stdout)[0]
 
 
 def layers(root: Path, ref: str) -> list[Path]:
@@ -57,7 +57,7 @@ def layers(root: Path, ref: str) -> list[Path]:
         return [x.path for x in eng.image_chain(eng.resolve_image(ref))]
 
 
-def history(root: Path, ref: str) -> list[dict]:  # type: ignore[type-arg]
+def history(root: Path, ref: str) -> list[dict]:
     from dockyard.engine import Engine
 
     with Engine(root) as eng:
@@ -71,6 +71,12 @@ def image_file(root: Path, ref: str, path: str) -> Path | None:
         if os.path.lexists(p):
             return p
     return None
+
+
+def read(root: Path, ref: str, path: str) -> str:
+    found = image_file(root, ref, path)
+    assert found is not None, f"{path} is not in {ref}"
+    return found.read_text()
 
 
 def mounts_under(root: Path) -> list[str]:
@@ -150,9 +156,9 @@ def test_rebuild_is_cached_and_a_changed_last_step_reruns_only_that_step(cli: CL
     assert diff2[:-1] == diff1[:-1] and diff2[-1] != diff1[-1]
     assert (layers(root, "five:2")[-1] / "five").read_text() == "five\n"
     with Engine(root) as eng:  # the intermediate images are reused, not rebuilt
-        p1 = eng.db.image_parent(eng.db.image_parent(id1))  # type: ignore[arg-type]
+        p1 = eng.db.image_parent(eng.db.image_parent(id1))
         id2 = eng.resolve_image("five:2")
-        p2 = eng.db.image_parent(eng.db.image_parent(id2))  # type: ignore[arg-type]
+        p2 = eng.db.image_parent(eng.db.image_parent(id2))
     assert p1 == p2
 
     nocache = build(cli, ctx, "--no-cache", "-t", "five:3")
@@ -246,6 +252,17 @@ LABEL greeting="$GREETING"
     args = [h["created_by"] for h in history(root, "args:1") if h.get("created_by", "").startswith("ARG")]
     assert args == ["ARG NAME=dockyard", "ARG BASE=busybox"]
 
+    # proxy args need no ARG and stay out of the history; platform args need one
+    write(ctx, {"Dockerfile": "FROM busybox\nARG TARGETARCH\n"
+                              "RUN echo \"proxy=$HTTP_PROXY arch=$TARGETARCH os=[$TARGETOS]\"\n"})
+    r = build(cli, ctx, "-t", "args:proxy", "--build-arg", "HTTP_PROXY=http://proxy.example:3128")
+    from dockyard.image.oci import host_platform
+
+    assert f"proxy=http://proxy.example:3128 arch={host_platform().architecture} os=[]" in r.stdout
+    assert "Warning" not in r.stdout
+    assert not any("proxy.example" in h.get("created_by", "") for h in history(root, "args:proxy"))
+    write(ctx, {"Dockerfile": df})
+
     # a different build-arg value reruns the steps that see it
     r = build(cli, ctx, "-t", "args:2", "--build-arg", "NAME=other")
     assert "CACHED" not in "".join(s for n, s in steps(r.stdout).items() if "RUN" in n)
@@ -304,8 +321,8 @@ EOF
 """
     ctx = write(tmp_path / "ctx", {"Dockerfile": df})
     build(cli, ctx, "-t", "hd:1")
-    read = {name: image_file(root, "hd:1", name).read_text() for name in ("/h1", "/h2", "/h3", "/etc/h4")}  # type: ignore[union-attr]
-    assert read == {"/h1": "one\ntwo\n", "/h2": "script /dev/pipes/EOF\n", "/h3": "home=/root\n",
+    found = {name: read(root, "hd:1", name) for name in ("/h1", "/h2", "/h3", "/etc/h4")}
+    assert found == {"/h1": "one\ntwo\n", "/h2": "script /dev/pipes/EOF\n", "/h3": "home=/root\n",
                     "/etc/h4": "copied\n"}
 
 
@@ -342,8 +359,8 @@ RUN id -u > /tmp/uid && pwd > /tmp/pwd
     assert (f.stat().st_uid, f.stat().st_gid, f.stat().st_mode & 0o777) == (1234, 1234, 0o640)
     work = image_file(root, "own:1", "/work")
     assert work is not None and work.stat().st_uid == 1234  # WORKDIR creates the dir as the USER
-    assert image_file(root, "own:1", "/tmp/uid").read_text() == "1234\n"  # type: ignore[union-attr]
-    assert image_file(root, "own:1", "/tmp/pwd").read_text() == "/work\n"  # type: ignore[union-attr]
+    assert read(root, "own:1", "/tmp/uid") == "1234\n"
+    assert read(root, "own:1", "/tmp/pwd") == "/work\n"
     cfg = inspect(cli, "own:1")["Config"]
     assert (cfg["User"], cfg["WorkingDir"]) == ("app", "/work")
 
@@ -379,7 +396,7 @@ def test_onbuild_triggers_run_in_the_child_build(cli: CLI, busybox_image: str, r
     child = write(tmp_path / "child", {"Dockerfile": "FROM onbase:1\nRUN cat /onbuild\n"})
     r = build(cli, child, "-t", "onchild:1")
     assert "triggered" in r.stdout
-    assert image_file(root, "onchild:1", "/onbuild").read_text() == "triggered\n"  # type: ignore[union-attr]
+    assert read(root, "onchild:1", "/onbuild") == "triggered\n"
     assert inspect(cli, "onchild:1")["Config"]["OnBuild"] is None
 
 
@@ -467,3 +484,68 @@ def test_quiet_and_iidfile(cli: CLI, busybox_image: str, tmp_path: Path) -> None
     assert re.fullmatch(r"sha256:[0-9a-f]{64}\n", r.stdout)
     assert iid.read_text() == r.stdout.strip()
     assert inspect(cli, "q:1")["Id"] == iid.read_text()
+
+
+# ---- mounts, secrets, other sources ------------------------------------------------------------
+
+
+def test_run_mounts_bind_secret_tmpfs(cli: CLI, busybox_image: str, root: Path, tmp_path: Path) -> None:
+    df = """FROM busybox AS stage1
+RUN echo from-stage > /stagefile
+
+FROM busybox
+RUN --mount=type=bind,target=/ctx cat /ctx/src/s.txt && test ! -e /ctx/ignored.txt
+RUN --mount=type=bind,from=stage1,source=/stagefile,target=/sf cat /sf
+RUN --mount=type=bind,target=/ctx,rw touch /ctx/written && ls /ctx/written
+RUN --mount=type=secret,id=tok cat /run/secrets/tok
+RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && grep -q ' /scratch tmpfs' /proc/mounts
+RUN --mount=type=bind,target=/ctx touch /ctx/readonly 2>/dev/null || echo read-only-bind
+"""
+    ctx = write(tmp_path / "ctx", {"Dockerfile": df, "src/s.txt": "srcfile\n", "ignored.txt": "x",
+                                   ".dockerignore": "ignored.txt\n"})
+    secret = write(tmp_path, {"secret.txt": "tok123\n"}) / "secret.txt"
+    r = build(cli, ctx, "-t", "mounts:1", "--secret", f"id=tok,src={secret}")
+    for text in ("srcfile", "from-stage", "tok123", "read-only-bind"):
+        assert text in r.stdout
+    assert not (ctx / "written").exists()  # rw binds write to a throwaway layer
+    assert len(inspect(cli, "mounts:1")["RootFS"]["Layers"]) == 1  # mounts leave nothing in the image
+    # a required secret that was not given
+    write(ctx, {"Dockerfile": "FROM busybox\nRUN --mount=type=secret,id=nope,required cat /run/secrets/nope\n"})
+    r = build(cli, ctx, check=False)
+    assert_one_line_error(r)
+    assert "Dockerfile:2: secret nope not found" in r.stderr
+
+
+def test_copy_from_an_image_and_add_from_a_url(cli: CLI, busybox_image: str, root: Path, tmp_path: Path) -> None:
+    import hashlib
+    import http.server
+    import threading
+
+    served = write(tmp_path / "www", {"file.txt": "downloaded\n"})
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(served), **kw)
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/file.txt"
+    digest = "sha256:" + hashlib.sha256(b"downloaded\n").hexdigest()
+    try:
+        ctx = write(tmp_path / "ctx", {"Dockerfile": f"FROM busybox\nCOPY --from=busybox /bin/busybox /bb\n"
+                                                     f"ADD --checksum={digest} {url} /dl/\n"})
+        build(cli, ctx, "-t", "src:1")
+        ls = layers(root, "src:1")
+        assert (ls[-2] / "bb").stat().st_size == (ls[0] / "bin" / "busybox").stat().st_size
+        dl = ls[-1] / "dl" / "file.txt"
+        assert dl.read_text() == "downloaded\n"
+        assert dl.stat().st_mode & 0o777 == 0o600  # as Docker: downloads are 0600
+        write(ctx, {"Dockerfile": f"FROM busybox\nADD --checksum=sha256:{'0' * 64} {url} /dl/\n"})
+        r = build(cli, ctx, check=False)
+        assert_one_line_error(r)
+        assert "digest mismatch" in r.stderr
+    finally:
+        server.shutdown()

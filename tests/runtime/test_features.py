@@ -282,3 +282,19 @@ def test_preserve_fds_and_stdio_swap(rt, dy, make_bundle, tmp_path: Path) -> Non
     assert os.read(out_r, 100) == b"to-err\n" and os.read(err_r, 100) == b"to-out\n"
     os.close(out_r)
     os.close(err_r)
+
+
+def test_oom_kill_is_detected(rt, make_bundle) -> None:  # type: ignore[no-untyped-def]
+    def edit(cfg: dict[str, Any]) -> None:
+        cfg["linux"]["resources"]["memory"] = {"limit": 16 * 2**20, "swap": 16 * 2**20}
+
+    cid = new_id()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    pid = rt.create(cid, make_bundle(["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"], edit),
+                    stdio=(devnull, devnull, devnull))  # fmt: skip
+    os.close(devnull)
+    assert rt.cgroup(cid).oom_kills() == 0
+    rt.start(cid)
+    assert wait_for(lambda: gone(pid), timeout=10)
+    assert rt.cgroup(cid).oom_kills() >= 1
+    rt.delete(cid)

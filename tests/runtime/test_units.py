@@ -338,3 +338,55 @@ def test_oci_state_dicts() -> None:
                               "annotations": {"a": "b"}}  # fmt: skip
     assert "pid" not in OCIState("1.1.0", "x", "stopped", 0, "/b").spec_dict()
     assert st == OCIState("1.1.0", "x", "running", 42, "/b", {"a": "b"}, "/b/rootfs", "2024-01-01T00:00:00Z")
+
+
+@pytest.mark.root
+def test_v2_on_the_real_unified_hierarchy() -> None:
+    """The hybrid host's cgroup2 mount has no controllers, but freezing and membership are core v2."""
+    unified = "/sys/fs/cgroup/unified"
+    if os.geteuid() != 0 or CG.detect(unified) != 2:
+        pytest.skip("needs root and a cgroup2 mount at /sys/fs/cgroup/unified")
+    cg = CG.for_container(f"/dockyard-test-v2/{os.getpid()}", root=unified)
+    cg.create()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            cg.join(0)
+            time.sleep(30)
+        finally:
+            os._exit(0)
+    try:
+        deadline = time.monotonic() + 5
+        while pid not in cg.pids() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert cg.pids() == [pid]
+        cg.freeze()
+        assert cg.frozen()
+        assert Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] in "SD"
+        cg.thaw()
+        assert not cg.frozen()
+        assert cg.oom_kills() == 0
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    cg.destroy()
+    os.rmdir(os.path.dirname(cg.path))  # type: ignore[attr-defined]
+    assert not os.path.exists(cg.path)  # type: ignore[attr-defined]
+
+
+def test_hooks_timeout_failure_and_stdin(tmp_path: Path) -> None:
+    from dockyard.runtime.hooks import run_hooks
+
+    out = tmp_path / "state.json"
+    run_hooks([{"path": "/bin/sh", "args": ["sh", "-c", f"cat > {out}; echo $HOOKVAR >> {out}"],
+                "env": ["HOOKVAR=set"]}], "prestart", b'{"id": "x"}')  # fmt: skip
+    assert out.read_text() == '{"id": "x"}set\n'
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeFailure, match="error running poststart hook #0: timeout after 1s"):
+        run_hooks([{"path": "/bin/sleep", "args": ["sleep", "10"], "timeout": 1}], "poststart", b"{}")
+    assert time.monotonic() - t0 < 5
+    with pytest.raises(RuntimeFailure, match="hook #1: exit status 2, stdout: o, stderr: e"):
+        run_hooks([{"path": "/bin/true"}, {"path": "/bin/sh", "args": ["sh", "-c", "printf o; printf e >&2; exit 2"]}],
+                  "createRuntime", b"{}")  # fmt: skip
+    with pytest.raises(RuntimeFailure, match="fork/exec /no/such/hook"):
+        run_hooks([{"path": "/no/such/hook"}], "poststop", b"{}")

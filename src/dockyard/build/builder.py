@@ -684,7 +684,16 @@ class Builder:
         if self.opts.pull and name.lower() != "scratch":
             from dockyard.ops.pull import pull
 
-            return pull(self.eng, name, platform=platform, quiet=True, out=sink)
+            try:
+                return pull(self.eng, name, platform=platform, quiet=True, out=sink)
+            except DockyardError as e:
+                # Docker fails here; an offline machine still has its local copy, so use it and say so.
+                try:
+                    image_id = self.eng.resolve_image(name)
+                except ImageNotFound:
+                    raise e from None
+                self.warnings.append(f"--pull: could not pull {name} ({e}); using the local image")
+                return image_id
         try:
             return self.eng.resolve_image(name)
         except ImageNotFound:

@@ -918,6 +918,7 @@ class Copier:
                 os.mkdir(host, 0o700)
             os.chmod(host, perm)
             os.lchown(host, uid, gid)
+            _copy_xattrs(src, host)
             self._dir_times.append((host, st.st_atime_ns, st.st_mtime_ns))
             return
         self._clear(host, want_dir=False)
@@ -925,6 +926,7 @@ class Copier:
             _copy_file(src, host)
             os.chmod(host, perm)
             os.lchown(host, uid, gid)
+            _copy_xattrs(src, host)  # after chown, which drops security.capability
             os.utime(host, ns=(st.st_mtime_ns, st.st_mtime_ns))
         elif stat.S_ISLNK(mode):
             os.symlink(os.readlink(src), host)
@@ -944,6 +946,19 @@ class Copier:
             with contextlib.suppress(OSError):
                 os.utime(host, ns=(mtime, mtime))
         self._dir_times = []
+
+
+def _copy_xattrs(src: str, dst: str) -> None:
+    """Extended attributes (file capabilities, user.*), never overlayfs' own."""
+    try:
+        names = os.listxattr(src, follow_symlinks=False)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(("trusted.overlay.", "user.overlay.", "security.selinux")):
+            continue
+        with contextlib.suppress(OSError):
+            os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False), follow_symlinks=False)
 
 
 def _copy_file(src: str, dst: str) -> None:

@@ -447,10 +447,10 @@ def zsh_script(cmds: list[Command] | None = None) -> str:
         "  _call_program dockyard ${__dockyard_bin:-dockyard} $root \"$@\" 2>/dev/null",
         "}",
         "",
-        "__dockyard_containers() {  # [STATUS...]",
+        "__dockyard_containers() {  # [status=STATUS...] among the options _arguments passes",
         "  local -a names filters",
-        "  local s",
-        "  for s in \"$@\"; do filters+=(--filter status=$s); done",
+        "  local a",
+        "  for a in \"$@\"; do [[ $a == status=* ]] && filters+=(--filter $a); done",
         "  names=(${(f)\"$(__dockyard_query ps -a $filters --format '{{.Names}}')\"})",
         "  _wanted containers expl container compadd -a names",
         "}",
@@ -599,7 +599,7 @@ def _zsh_option(o: Option) -> list[str]:
         head = ("*" if o.repeat else exclusion) + s
         if o.takes_value:
             head += "=" if s.startswith("--") else "+"
-        spec = f"{head}[{_zsh_help(o.help)}]"
+        spec = head + (f"[{_zsh_help(o.help)}]" if o.help else "")
         if o.takes_value:
             spec += _zsh_value_action(o)
         out.append(_zsh_quote(spec))
@@ -618,7 +618,7 @@ def _zsh_positionals(ps: list[Positional]) -> list[str]:
             break
         action = actions.get(p.kind, " ")
         if p.kind == "container" and p.states:
-            action += " " + " ".join(p.states)
+            action += " " + " ".join(f"status={x}" for x in p.states)
         if p.repeats:
             out.append(_zsh_quote(f"*:{message}:{action}"))
             break

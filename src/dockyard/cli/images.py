@@ -45,7 +45,7 @@ def images(name: str, argv: list[str]) -> int:
         if a.repository:
             ref_filter = [*ref_filter, a.repository]
         rows: list[dict[str, Any]] = []
-        parents = {eng.db.image_parent(r.id) for r in recs}
+        parents = {eng.db.image_parent(r.id) for r in recs} | eng.db.cache_image_ids()
         by_id = {r.id: r for r in recs}
         before = [eng.resolve_image(x) for x in filters.get("before", [])]
         since = [eng.resolve_image(x) for x in filters.get("since", [])]

@@ -375,6 +375,7 @@ class _Child:
         wfd = -1
         try:
             os.setsid()
+            self._die_on_signals()
             self._dup_stdio()
             self._new_keyring()
             fifo_path_fd = self.fifo_fd
@@ -440,6 +441,18 @@ class _Child:
                 pass
             os._exit(127 if '"notfound"' in payload else 126 if '"notexec"' in payload else 1)
         raise AssertionError("unreachable")
+
+    @staticmethod
+    def _die_on_signals() -> None:
+        """Until execve, terminating signals end the init.  As pid 1 of its namespace it would ignore
+        them (the kernel drops default-action signals to a namespace init), so a created container
+        could not be stopped with SIGTERM -- unlike runc's, whose Go init has handlers."""
+
+        def die(signum: int, _frame: object) -> None:
+            os._exit(128 + signum)
+
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(sig, die)
 
     def _new_keyring(self) -> None:
         """runc's session keyring per container: possessor gets all, user/group/other only view."""
@@ -666,7 +679,6 @@ class BuiltinRuntime:
 
         preload(cfg, proc)
         fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
-        ctx["fifo_fd"] = fifo_fd
         c2p_r, c2p_w = os.pipe2(os.O_CLOEXEC)
         p2c_r, p2c_w = os.pipe2(os.O_CLOEXEC)
         child = _Child(config=cfg, process=proc, bundle=bundle, rootfs=rootfs, cg=cg, seccomp=seccomp,
@@ -675,10 +687,13 @@ class BuiltinRuntime:
                        keyring="" if no_new_keyring else f"_ses.{id}", preserve_fds=preserve_fds)  # fmt: skip
         try:
             a_pid = os.fork()
-            if a_pid == 0:
-                os.close(c2p_r)
-                os.close(p2c_w)
-                child.intermediate(is_exec=False)
+            if a_pid == 0:  # never return into the caller's stack from a child
+                try:
+                    os.close(c2p_r)
+                    os.close(p2c_w)
+                    child.intermediate(is_exec=False)
+                finally:
+                    os._exit(1)
             ctx["a_pid"] = a_pid
         finally:
             os.close(c2p_w)
@@ -994,10 +1009,13 @@ class BuiltinRuntime:
                        wait_child=not detach, preserve_fds=preserve_fds)  # fmt: skip
         try:
             a_pid = os.fork()
-            if a_pid == 0:
-                os.close(c2p_r)
-                os.close(p2c_w)
-                child.intermediate(is_exec=True)
+            if a_pid == 0:  # never return into the caller's stack from a child
+                try:
+                    os.close(c2p_r)
+                    os.close(p2c_w)
+                    child.intermediate(is_exec=True)
+                finally:
+                    os._exit(1)
         finally:
             os.close(c2p_w)
             os.close(p2c_r)

@@ -352,6 +352,10 @@ class MetadataDB:
         row = self.conn.execute("SELECT image_id FROM build_cache WHERE key=?", (key,)).fetchone()
         return row[0] if row else None
 
+    def cache_image_ids(self) -> set[str]:
+        """Images that only exist as build-cache steps (Docker keeps these out of `images`)."""
+        return {r[0] for r in self.conn.execute("SELECT DISTINCT image_id FROM build_cache")}
+
     def cache_put(self, key: str, image_id: str) -> None:
         with self.transaction() as c:
             c.execute("INSERT OR REPLACE INTO build_cache (key, image_id, created) VALUES (?,?,?)",
