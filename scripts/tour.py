@@ -207,7 +207,8 @@ def tour() -> int:
     os.chdir(work)
     dy("build", "-t", "your/duck:v3", ".", check=False)
     say("In Docker a '#' after an instruction is not a comment: FROM got extra words. Fix that line")
-    fixed = seed.replace("FROM daphne/duck   # Defines the base container\n", "# Defines the base container\nFROM daphne/duck\n")
+    fixed = seed.replace("FROM daphne/duck   # Defines the base container\n",
+                         "# Defines the base container\nFROM daphne/duck\n")
     (work / "Dockerfile").write_text(fixed)
     show("cat Dockerfile")
     print(fixed, end="")

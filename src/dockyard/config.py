@@ -40,8 +40,8 @@ if TYPE_CHECKING:
 SYSTEM_FILE = "/etc/dockyard/config.toml"
 
 # attribute -> (file key, environment variable, kind). ``kind`` is how a value is checked and how it
-# is written to the environment: "str", "path" (absolute), "list" (comma-separated), "int:LO:HI",
-# or "choice:a|b|c".
+# is written to the environment: "str", "path" (absolute), "list" (comma-separated), "map" (a table of
+# strings; ``k=v,k2=v2`` in the environment), "int:LO:HI", or "choice:a|b|c".
 FIELDS: dict[str, tuple[str, str, str]] = {
     "root": ("data-root", "DOCKYARD_ROOT", "path"),
     "run_root": ("exec-root", "DOCKYARD_RUN_ROOT", "path"),
@@ -50,6 +50,7 @@ FIELDS: dict[str, tuple[str, str, str]] = {
     "default_registry": ("default-registry", "DOCKYARD_DEFAULT_REGISTRY", "str"),
     "registry_mirrors": ("registry-mirrors", "DOCKYARD_REGISTRY_MIRRORS", "list"),
     "insecure_registries": ("insecure-registries", "DOCKYARD_INSECURE_REGISTRIES", "list"),
+    "registry_endpoints": ("registry-endpoints", "DOCKYARD_REGISTRY_ENDPOINTS", "map"),
     "default_network": ("default-network", "DOCKYARD_DEFAULT_NETWORK", "str"),
     "log_level": ("log-level", "DOCKYARD_LOG_LEVEL", "choice:debug|info|warn|warning|error|fatal"),
     "max_concurrent_downloads": ("max-concurrent-downloads", "DOCKYARD_MAX_CONCURRENT_DOWNLOADS", "int:1:64"),
@@ -69,14 +70,14 @@ class Settings:
     """
 
     __slots__ = ("root", "run_root", "runtime", "storage_driver", "default_registry", "registry_mirrors",
-                 "insecure_registries", "default_network", "log_level", "max_concurrent_downloads",
-                 "max_concurrent_uploads", "origin", "files")
+                 "insecure_registries", "registry_endpoints", "default_network", "log_level",
+                 "max_concurrent_downloads", "max_concurrent_uploads", "origin", "files")
 
     def __init__(self, *, root: str = "/var/lib/dockyard", run_root: str = "/run/dockyard",
                  runtime: str = "builtin", storage_driver: str = "overlay", default_registry: str = "docker.io",
                  registry_mirrors: list[str] | None = None, insecure_registries: list[str] | None = None,
-                 default_network: str = "bridge", log_level: str = "info", max_concurrent_downloads: int = 3,
-                 max_concurrent_uploads: int = 5) -> None:
+                 registry_endpoints: dict[str, str] | None = None, default_network: str = "bridge",
+                 log_level: str = "info", max_concurrent_downloads: int = 3, max_concurrent_uploads: int = 5) -> None:
         self.root = root                                  # Docker: data-root
         self.run_root = run_root                          # Docker: exec-root
         self.runtime = runtime                            # builtin, runc, crun, or a path
@@ -84,6 +85,7 @@ class Settings:
         self.default_registry = default_registry          # where `busybox` comes from
         self.registry_mirrors: list[str] = list(registry_mirrors or [])
         self.insecure_registries: list[str] = list(insecure_registries or [])
+        self.registry_endpoints: dict[str, str] = dict(registry_endpoints or {})  # registry -> base URL
         self.default_network = default_network           # bridge, host or none
         self.log_level = log_level
         self.max_concurrent_downloads = max_concurrent_downloads
@@ -236,6 +238,11 @@ def _check(value: Any, kind: str) -> Any:
         if not isinstance(value, list) or not all(isinstance(x, str) and x.strip() for x in value):
             raise ValueError(f"expected a list of strings, like [\"a\", \"b\"], not {_show(value)}")
         return [x.strip() for x in value]
+    if kind == "map":
+        if not isinstance(value, dict) or not all(isinstance(v, str) and v.strip() for v in value.values()):
+            raise ValueError('expected a table of strings, like { "docker.io" = "http://127.0.0.1:5000" }, '
+                             f"not {_show(value)}")
+        return {str(k).strip(): v.strip() for k, v in value.items()}
     if kind.startswith("int:"):
         lo, hi = (int(x) for x in kind.split(":")[1:])
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
@@ -261,6 +268,9 @@ def _check(value: Any, kind: str) -> Any:
 def _from_env(var: str, raw: str, kind: str) -> Any:
     if kind == "list":
         return [x.strip() for x in raw.split(",") if x.strip()]
+    if kind == "map":
+        pairs = (x.partition("=") for x in raw.split(",") if x.strip())
+        return {k.strip(): v.strip() for k, _, v in pairs if v.strip()}
     if kind.startswith("int:"):
         try:
             return _check(int(raw.strip()), kind)
@@ -280,6 +290,8 @@ def _from_env(var: str, raw: str, kind: str) -> Any:
 def _to_env(value: Any, kind: str) -> str:
     if kind == "list":
         return ",".join(value)
+    if kind == "map":
+        return ",".join(f"{k}={v}" for k, v in value.items())
     return str(value)
 
 

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
+from tests.integration import test_volumes
 from tests.integration.test_volumes import Bundles, sh
 from tests.unit.test_devices import LIB, make_fake_driver, mknod
 
@@ -20,6 +21,9 @@ from dockyard.runtime.devices import apply_edits, cdi_request, gpu_edits
 from dockyard.runtime.runopts import parse_gpus
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers and mknod need root")
+# the fixtures that build and run bundles
+bundles = test_volumes.bundles
+busybox_rootfs_template = test_volumes.busybox_rootfs_template
 
 PROBE = ("ls -l /dev/nvidia0 /dev/nvidia1 /dev/nvidiactl 2>&1 | awk '{print $1, $5, $6, $NF}'",
          "true < /dev/nvidia0",
@@ -107,5 +111,5 @@ def test_cdi_spec_edits_in_a_real_container(bundles: Bundles, tmp_path: Path, re
     assert r.stdout.splitlines() == ["crw-rw-rw- 195, 0", "crw-rw-rw- 195, 255", "cdi libcuda", "yes void"], r
     assert "Read-only file system" in r.stderr
     state = json.loads((tmp_path / "hook-state.json").read_text())
-    assert state["status"] == "created" and state["bundle"]
+    assert state["status"] == "creating" and state["bundle"]  # as OCI says for createContainer
     assert (tmp_path / "hook-args").read_text() == "update-ldcache\n"

@@ -6,7 +6,6 @@ import os
 import shutil
 
 import pytest
-
 from tests.conftest import CLI
 
 pytestmark = [

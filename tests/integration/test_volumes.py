@@ -34,7 +34,6 @@ from dockyard.runtime.runopts import Mount, RunOptions, parse_device, parse_moun
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
 RUNTIME_BIN = Path(sys.executable).with_name("dockyard-runtime")
-CGROUP_PARENT = "dockyard-vtest"
 
 # `dockyard volume ...` through the real entry point, with the command group the lead adds to main.py.
 _LAUNCHER = """
@@ -63,6 +62,7 @@ def busybox_rootfs_template(tmp_path_factory: pytest.TempPathFactory, busybox_ta
     root = tmp_path_factory.mktemp("bb") / "rootfs"
     root.mkdir()
     subprocess.run(["tar", "-xf", str(busybox_tar), "-C", str(root)], check=True)
+    root.chmod(0o755)  # the tar's "./" is mktemp's 0700: a non-root user could not reach anything
     return root
 
 
@@ -74,6 +74,8 @@ class Bundles:
         self.template = template
         self.state = base / "rt-state"
         self.ids: list[str] = []
+        # a cgroup parent of its own: cleaning it up never races with another test run's containers
+        self.cgroup_parent = f"dockyard-vtest-{uuid.uuid4().hex[:8]}"
 
     def rootfs(self, template: Path | None = None) -> Path:
         d = self.base / f"rootfs-{uuid.uuid4().hex[:8]}"
@@ -91,7 +93,7 @@ class Bundles:
         if opts.devices and "devices" not in kw:
             kw["devices"] = [d for m in opts.devices for d in specmod.resolve_device(m)]
         spec = specmod.build_spec(image_config or {}, opts, container_id=cid, rootfs=str(root),
-                                  cgroups_path=f"/{CGROUP_PARENT}/{cid[:12]}", passwd_text=passwd,
+                                  cgroups_path=f"/{self.cgroup_parent}/{cid[:12]}", passwd_text=passwd,
                                   group_text=group, **kw)
         _limit_caps_to_host(spec)
         return spec
@@ -125,7 +127,7 @@ class Bundles:
             subprocess.run([str(RUNTIME_BIN), "--root", str(self.state), "delete", "--force", cid],
                            capture_output=True, timeout=30)
         for ctrl in Path("/sys/fs/cgroup").iterdir():
-            p = ctrl / CGROUP_PARENT
+            p = ctrl / self.cgroup_parent
             if p.is_dir():
                 for child in p.iterdir():
                     if child.is_dir():
@@ -150,6 +152,9 @@ def bundles(tmp_path: Path, busybox_rootfs_template: Path) -> Iterator[Bundles]:
 def eng(root: Path) -> Iterator[Engine]:
     with Engine(root) as e:
         yield e
+    # a failed test may leave a volume's tmpfs or a shareable /dev/shm mounted under the root
+    for m in sorted((m[4] for m in mountinfo() if m[4].startswith(str(root) + "/")), reverse=True):
+        subprocess.run(["umount", "-l", m], capture_output=True)
 
 
 @pytest.fixture(autouse=True)
@@ -187,7 +192,7 @@ def test_volume_create_ls_inspect_rm(root: Path) -> None:
     v = info[0]
     assert set(v) == {"CreatedAt", "Driver", "Labels", "Mountpoint", "Name", "Options", "Scope"}
     assert (v["Name"], v["Driver"], v["Labels"], v["Scope"], v["Options"]) == ("data", "local", {"team": "blue"},
-                                                                               "local", None)
+                                                                               "local", {})
     assert v["Mountpoint"] == str(root / "volumes" / "data" / "_data") and os.path.isdir(v["Mountpoint"])
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", v["CreatedAt"])
     anon_info = json.loads(volume_cli(root, "inspect", anon).stdout)[0]
@@ -237,6 +242,7 @@ def test_named_volume_persists_across_containers(eng: Engine, root: Path, bundle
     vp = volumes.prepare_for_container(eng, None, first, {})
     assert dict(vp) == {"/data": str(root / "volumes/data/_data")} and vp.names == {"/data": "data"}
     assert vp.created == ["data"]  # -v NAME:/path creates a missing volume
+    assert volumes.inspect(eng, "data")["Labels"] is None and volumes.inspect(eng, "data")["Options"] is None
     spec = bundles.spec(first, volume_paths=vp)
     assert {"destination": "/data", "type": "bind", "source": vp["/data"], "options": ["rbind"]} in spec["mounts"]
     assert bundles.run(spec).returncode == 0
@@ -305,6 +311,15 @@ def test_a_recorded_container_volume_map_counts_as_use_and_release(eng: Engine, 
     assert volumes.exists(eng, "named")
     out = volume_cli(root, "prune", "-a", "-f").stdout
     assert out == "Deleted Volumes:\nnamed\n\nTotal reclaimed space: 0B\n"
+
+
+def test_discard_created_undoes_a_failed_create(eng: Engine) -> None:
+    volumes.create(eng, "old")
+    opts = RunOptions(cmd=["true"], mounts=[parse_volume("old:/o"), parse_volume("fresh:/f"), parse_volume("/a")])
+    vp = volumes.prepare_for_container(eng, None, opts, {})
+    assert vp.created == ["fresh", vp.names["/a"]]
+    volumes.discard_created(eng, vp)
+    assert [v["Name"] for v in volumes.ls(eng)] == ["old"]
 
 
 # ---- filling a new volume from the image --------------------------------------------------------

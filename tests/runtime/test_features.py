@@ -190,8 +190,13 @@ def test_pause_resume(dy, runc, make_bundle) -> None:  # type: ignore[no-untyped
         assert status_of(runner, cid) == "running"
         assert wait_for(lambda counter=counter, before=before: counter.read_text() != before)
         runner("pause", cid, check=True)
+        pids = json.loads(runner("ps", "--format", "json", cid, check=True).stdout)
+        assert len(pids) >= 1
+        t0 = time.monotonic()
         runner("delete", "--force", cid, check=True)  # must thaw to let SIGKILL land
+        assert time.monotonic() - t0 < 3
         assert status_of(runner, cid) == "gone"
+        assert wait_for(lambda pids=pids: all(gone(p) for p in pids))
 
 
 def test_kill_all(dy, make_bundle) -> None:  # type: ignore[no-untyped-def]

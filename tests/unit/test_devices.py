@@ -84,7 +84,7 @@ def test_all_gpus_without_cdi_inject_nodes_libraries_binaries_and_env(tmp_path: 
                 for suffix in (".1", ".550.54.14")} | {f"/{LIB}/libcuda.so", "/usr/bin/nvidia-smi",
                                                         "/usr/bin/nvidia-debugdump"}
     assert set(mounts) == expected
-    for dest, m in mounts.items():
+    for m in mounts.values():
         assert m["type"] == "bind" and "ro" in m["options"] and "bind" in m["options"], m
         assert os.path.isfile(m["source"])
     # a soname link is mounted from the file it points to, so the container sees the content at that name
@@ -127,7 +127,8 @@ def test_capabilities_choose_the_libraries(tmp_path: Path) -> None:
     compute = {m["destination"] for m in edits_for(root, "all,capabilities=compute").mounts}
     assert f"/{LIB}/libcuda.so.1" in compute and "/usr/bin/nvidia-smi" not in compute
     # the image's NVIDIA_DRIVER_CAPABILITIES is the default when --gpus names none
-    from_env = {m["destination"] for m in edits_for(root, "all", image_env=["NVIDIA_DRIVER_CAPABILITIES=utility"]).mounts}
+    env = ["NVIDIA_DRIVER_CAPABILITIES=utility"]
+    from_env = {m["destination"] for m in edits_for(root, "all", image_env=env).mounts}
     assert from_env == util
     everything = {m["destination"] for m in edits_for(root, "all,capabilities=all").mounts}
     assert f"/{LIB}/libnvidia-glcore.so.550.54.14" in everything

@@ -373,8 +373,9 @@ def test_progress_quiet() -> None:
 def test_endpoint_override_serves_a_registry_name_from_elsewhere() -> None:
     from dockyard.registry.config import RegistryConfig
 
-    cfg = RegistryConfig.from_env({"DOCKYARD_REGISTRY_ENDPOINTS": "docker.io=http://127.0.0.1:5000, ghcr.io=127.0.0.1:6000",
-                                   "DOCKYARD_REGISTRY_MIRRORS": "https://mirror.example"})
+    cfg = RegistryConfig.from_env({
+        "DOCKYARD_REGISTRY_ENDPOINTS": "docker.io=http://127.0.0.1:5000, ghcr.io=127.0.0.1:6000",
+        "DOCKYARD_REGISTRY_MIRRORS": "https://mirror.example"})
     assert cfg.endpoints("docker.io") == ["http://127.0.0.1:5000"]
     assert cfg.endpoints("ghcr.io") == ["http://127.0.0.1:6000"]
     assert cfg.endpoints("quay.io") == ["https://quay.io"]

@@ -865,17 +865,13 @@ class Builder:
             author = self._x(st, instr.args[0], instr)
             created_by = f"MAINTAINER {author}"
         else:
-            if cmd == "expose":
-                before = set((cfg.get("ExposedPorts") or {}).keys())
             if cmd == "onbuild" and instr.trigger is None:
                 raise instr.error("ONBUILD requires at least one argument")
             if cmd in ("cmd", "entrypoint", "volume", "expose") and not instr.args:
                 raise instr.error(f"{cmd.upper()} requires at least one argument")
-            try:
-                apply_instruction(cfg, instr, expand_env=st.vars, where=f"{instr.location()}: ")
-            except BuildError:
-                raise
+            apply_instruction(cfg, instr, expand_env=st.vars, where=f"{instr.location()}: ")
             if cmd == "entrypoint" and st.cmd_set:
+                # as BuildKit: ENTRYPOINT drops an inherited CMD, not one set in this stage
                 cfg["Cmd"] = copy.deepcopy(st.config.get("Cmd"))
             if cmd == "cmd":
                 st.cmd_set = True
@@ -887,8 +883,7 @@ class Builder:
                 pairs = [(self._x(st, k, instr), self._x(st, v, instr)) for k, v in key_value_pairs(instr)]
                 created_by = "LABEL " + " ".join(f"{k}={v}" for k, v in pairs)
             elif cmd == "expose":
-                ports = sorted(set((cfg.get("ExposedPorts") or {}).keys()) - before
-                               | {p for p in self._expose_words(st, instr)})
+                ports = sorted(self._expose_words(st, instr))
                 created_by = "EXPOSE map[" + " ".join(f"{p}:{{}}" for p in ports) + "]"
             elif cmd == "volume":
                 vols = [self._x(st, v, instr) for v in instr.args]
@@ -1297,13 +1292,13 @@ class Builder:
                 copier = executor.Copier(rootfs.path, owner=owner, chmod=chmod, keep_owner=keep_owner,
                                          exclude=exclude)
                 multi = len(items) > 1
-                for kind, _shown, src_tree, named, resolved in items:
+                for n, (kind, _shown, src_tree, named, resolved) in enumerate(items):
                     into_dir = dest_is_dir or multi or self._is_dir_in_root(rootfs.path, dest_abs)
                     if kind == "heredoc":
                         target = dest_abs.rstrip("/") + "/" + named if into_dir else dest_abs
                         copier.write_file(target, resolved.encode("utf-8", "surrogateescape"))
                     elif kind == "archive":
-                        out = step_scratch.sub(f"unpack-{len(named)}-{os.getpid()}")
+                        out = step_scratch.sub(f"unpack-{n}")
                         executor.extract_archive(src_tree.host_path(resolved), str(out))
                         archive_copier = executor.Copier(rootfs.path, owner=owner, chmod=chmod,
                                                          keep_owner=True, exclude=exclude)

@@ -26,6 +26,7 @@ import os
 import secrets
 import shutil
 import stat
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -570,16 +571,22 @@ def run_container(eng: Engine, rootfs: Rootfs, scratch: Path, req: RunRequest,
         raise BuildError(str(e))
     finally:
         os.close(r)
-        with contextlib.suppress(Exception):
+        _reap()  # the step's orphans were re-parented to us: reap them before the cgroup goes
+        try:
             rt.delete(cid, force=True)
+        except Exception as e:  # noqa: BLE001 - cleanup must go on; say what was left behind
+            sys.stderr.write(f"warning: removing build container {cid}: {e}\n")
         if pid:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
-        # reap anything else re-parented to us
-        with contextlib.suppress(ChildProcessError):
-            while os.waitpid(-1, os.WNOHANG)[0] > 0:
-                pass
+        _reap()
         stubs.clean()
+
+
+def _reap() -> None:
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
 
 
 # --------------------------------------------------------------------------------------------

@@ -77,8 +77,8 @@ class Positional:
     dest: str
     metavar: str
     nargs: Any            # None, "?", "+", "*" or "..." (argparse.REMAINDER)
-    kind: str             # container, image, object, file, directory, cp, command or none
-    states: tuple[str, ...] = ()
+    kind: str             # container, image, object, file, directory, cp, choice, command or none
+    states: tuple[str, ...] = ()  # container: the states it may be in; choice: the choices
 
     @property
     def repeats(self) -> bool:
@@ -169,6 +169,8 @@ def _read_parser(cmd: Command) -> None:
             if action.nargs == argparse.REMAINDER:
                 kind = "command"
             states = _CONTAINER_STATES.get(func_name, ()) if kind == "container" else ()
+            if action.choices:
+                kind, states = "choice", tuple(str(c) for c in action.choices)
             metavar = action.metavar if isinstance(action.metavar, str) else action.dest.upper()
             cmd.positionals.append(Positional(action.dest, metavar, action.nargs, kind, states))
 
@@ -325,6 +327,7 @@ def bash_script(cmds: list[Command] | None = None) -> str:
         "        object) _dockyard_reply \"$(_dockyard_containers)\" \"$(_dockyard_images)\"; _dockyard_trim_colon ;;",
         "        cp) _dockyard_reply \"$(_dockyard_containers | sed 's/$/:/')\"; _dockyard_files;"
         " compopt -o nospace 2>/dev/null; _dockyard_trim_colon ;;",
+        "        choice) _dockyard_reply ${states//,/ } ;;",
         "        file) _dockyard_files ;;",
         "        directory) _dockyard_files -d ;;",
         "        command) ;;  # a command for inside the container: host commands mean nothing there",
@@ -617,6 +620,8 @@ def _zsh_positionals(ps: list[Positional]) -> list[str]:
             out.append(_zsh_quote("*::command line in the container:_default"))
             break
         action = actions.get(p.kind, " ")
+        if p.kind == "choice":
+            action = "(" + " ".join(p.states) + ")"
         if p.kind == "container" and p.states:
             action += " " + " ".join(f"status={x}" for x in p.states)
         if p.repeats:

@@ -6,13 +6,13 @@ What is where:
   container is on which (with its address while it runs) and which host ports it holds;
 * the kernel holds the bridges, veth pairs and the ``ip dockyard`` nftables table
   (``dockyard.runtime.network`` does that part);
-* leases under ``<run root>/net/leases/<ip>`` say which *running* container holds an address on a
+* leases under ``/run/dockyard/net/leases/<ip>`` say which *running* container holds an address on a
   bridge, machine-wide: engines with different roots share the kernel, its ``dockyard0`` bridge and
   its nftables table, so only a machine-wide record can tell a stale NAT element or veth (its
   container died) from another engine's live one. A lease names the container's init pid and start
   time; a lease whose process is gone is stale.
 
-Every change runs under one machine-wide lock (``<run root>/net/lock``); addresses and ports are
+Every change runs under one machine-wide lock (``/run/dockyard/net/lock``); addresses and ports are
 chosen in one database transaction under it.
 
 Lifecycle (wired by the container monitor): ``attach`` after the runtime created the container and
@@ -66,9 +66,8 @@ def _pools() -> Iterator[ipaddress.IPv4Network]:
 
 # ---- machine-wide state: lock and leases ----------------------------------------------------
 def _net_dir() -> Path:
-    from dockyard.ops.containers import run_root
-
-    d = run_root() / "net"
+    """Machine-wide, whatever ``DOCKYARD_RUN_ROOT`` says: the kernel state it describes is too."""
+    d = Path(os.environ.get("DOCKYARD_NET_STATE") or "/run/dockyard/net")
     (d / "leases").mkdir(parents=True, exist_ok=True, mode=0o700)
     return d
 

@@ -104,11 +104,12 @@ def create(eng: Engine, name: str | None = None, labels: Mapping[str, str] | Non
     _check_name(name)
     if driver != "local":
         raise NotFound(f'create {name}: error looking up volume plugin {driver}: plugin "{driver}" not found')
-    opts = dict(options or {})
-    _check_options(name, opts)
-    labs = dict(labels or {})
+    # None (a volume made for a container) shows as null in inspect; {} (volume create) as {}, as in Docker
+    opts = dict(options) if options is not None else None
+    _check_options(name, opts or {})
+    labs = dict(labels) if labels is not None else None
     if anonymous:
-        labs.setdefault(ANONYMOUS_LABEL, "")
+        labs = {**(labs or {}), ANONYMOUS_LABEL: ""}
     root = volumes_root(eng)
     root.mkdir(parents=True, exist_ok=True, mode=0o701)
     with eng.db.transaction() as c:
@@ -124,15 +125,13 @@ def create(eng: Engine, name: str | None = None, labels: Mapping[str, str] | Non
 
 
 def _inspect_row(eng: Engine, row: Any) -> dict[str, Any]:
-    labels = json.loads(row["labels"])
-    options = json.loads(row["options"])
     return {
         "CreatedAt": _rfc3339_seconds(row["created"]),
         "Driver": row["driver"],
-        "Labels": labels or None,
+        "Labels": json.loads(row["labels"]),
         "Mountpoint": str(mountpoint(eng, row["name"])),
         "Name": row["name"],
-        "Options": options or None,
+        "Options": json.loads(row["options"]),
         "Scope": "local",
     }
 
@@ -279,7 +278,7 @@ def prune(eng: Engine, *, all_volumes: bool = False,
         name = row["name"]
         if name in used or (not all_volumes and not row["anonymous"]):
             continue
-        labels = json.loads(row["labels"])
+        labels = json.loads(row["labels"]) or {}
         if not all(label_match(labels, f) for f in filters.get("label", [])):
             continue
         if any(label_match(labels, f) for f in filters.get("label!", [])):
@@ -306,6 +305,14 @@ def release(eng: Engine, names: Mapping[str, str] | Iterable[str], *, container_
         _delete(eng, name)
         removed.append(name)
     return removed
+
+
+def discard_created(eng: Engine, vp: VolumePaths) -> None:
+    """Undo what :func:`prepare_for_container` created, when creating the container failed after it."""
+    for name in vp.created:
+        if not users(eng, name):
+            with contextlib.suppress(Exception):
+                _delete(eng, name)
 
 
 # ---- local driver mounts ----------------------------------------------------------------------
@@ -402,11 +409,11 @@ def prepare_for_container(eng: Engine, image_rootfs: Path | ImageLookup | None, 
         for m in _volume_mounts(opts, image_config):
             name = m.source
             if not name or not exists(eng, name):
-                name = create(eng, name or None, labels=m.volume_labels, driver=m.volume_driver or "local",
-                              options=m.volume_options)
+                name = create(eng, name or None, labels=dict(m.volume_labels) or None,
+                              driver=m.volume_driver or "local", options=dict(m.volume_options) or None)
                 vp.created.append(name)
             row = _row(eng, name)
-            _mount_local(eng, name, json.loads(row["options"]))
+            _mount_local(eng, name, json.loads(row["options"]) or {})
             host = mountpoint(eng, name)
             if m.volume_subpath:
                 host = _safe_subpath(host, m.volume_subpath)

@@ -927,6 +927,11 @@ class BuiltinRuntime:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+            if status == "paused":
+                try:
+                    cg.thaw()  # frozen tasks do not act on SIGKILL until thawed
+                except RuntimeFailure:
+                    pass
         # Without its own pid namespace the container's processes do not die with its init: kill
         # what is left in its cgroup (runc does the same).  With one, the kernel already did.
         if "pid" not in (data.get("new_namespaces") or []) and cg.pids():  # type: ignore[operator]

@@ -370,8 +370,11 @@ def _under(root: str, path: str) -> str:
 def _ldconfig_dirs(driver_root: str, ldconfig: str | None, prefixes: Sequence[str]) -> list[str]:
     if not ldconfig:
         return []
+    import shutil
     import subprocess
 
+    ldconfig = shutil.which(ldconfig) or next(
+        (p for p in ("/sbin/ldconfig", "/usr/sbin/ldconfig") if os.access(p, os.X_OK)), ldconfig)
     cmd = [ldconfig, "-p"] if driver_root in ("", "/") else [ldconfig, "-r", driver_root, "-p"]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout

@@ -13,7 +13,7 @@ NAT and port publishing live in one nftables table, ``ip dockyard``, driven thro
     chain ports:   dnat by the maps (a specific host address first, then any address)
     chain postrouting (nat):  subnet leaving by a non-Dockyard link -> masquerade;
                               loopback-sourced traffic into a bridge -> masquerade (127.0.0.1:PORT);
-                              DNATed traffic from a bridge back into a bridge -> masquerade (hairpin)
+                              DNATed traffic from a container subnet back into a bridge -> masquerade (hairpin)
     chain forward (filter):   one isolation rule per network (no traffic between networks)
 
 A published port is a map element, added and removed by its key: no rule handles to track, and a
@@ -46,6 +46,7 @@ from typing import Any
 from dockyard.errors import RuntimeFailure
 
 TABLE = "dockyard"
+BASE_VERSION = "dockyard base v2"  # the comment on the table's last rule: bump when the layout changes
 CLONE_NEWNET = 0x40000000
 
 
@@ -293,6 +294,12 @@ def add_interface(pid: int, itf: Interface) -> None:
         try:
             idx = ipr.link_lookup(ifname=itf.host_name)[0]
             ipr.link("set", index=idx, master=br[0], state="up")
+            # With br_netfilter, traffic a container sends to its own published port is DNATed
+            # and bridged straight back out of the port it came in by: that needs hairpin mode.
+            with contextlib.suppress(OSError):
+                sysctl_path = f"/sys/class/net/{itf.host_name}/brport/hairpin_mode"
+                with open(sysctl_path, "w") as f:
+                    f.write("1")
             with _ipr(pid) as ns:
                 lo = ns.link_lookup(ifname="lo")
                 if lo:
@@ -377,12 +384,29 @@ class Nft:
 
     # -- the table --------------------------------------------------------------------------
     def has_base(self) -> bool:
+        """The table is there (of any version)."""
         return bool(self.query("list", "chain", "ip", TABLE, "postrouting"))
 
+    def _base_version_ok(self) -> bool:
+        return any(obj.get("rule", {}).get("comment") == BASE_VERSION
+                   for obj in self.query("list", "chain", "ip", TABLE, "postrouting"))
+
     def ensure_base(self) -> None:
-        """Create the table, its sets, maps and rules once (the caller holds the lock)."""
-        if self.has_base():
+        """Create the table, its sets, maps and rules once (the caller holds the lock).
+
+        A table of an older layout is replaced, its published ports and networks carried over
+        (isolation rules come back with the next ``add_network`` of each network).
+        """
+        if self._base_version_ok():
             return
+        keep_ports: list[PortMap] = []
+        keep_bridges: list[str] = []
+        keep_masq: list[str] = []
+        prefix = ""
+        if self.has_base():
+            keep_ports = self.port_maps()
+            keep_bridges, keep_masq = self.networks()
+            prefix = f"delete table ip {TABLE}\n"  # in the same transaction as the new one
         maps = "".join(
             f"  map {p}_any {{ type inet_service : ipv4_addr . inet_service; }}\n"
             f"  map {p}_ip {{ type ipv4_addr . inet_service : ipv4_addr . inet_service; }}\n"
@@ -390,7 +414,7 @@ class Nft:
         dnat = "".join(
             f"    meta l4proto {p} dnat ip to ip daddr . {p} dport map @{p}_ip\n"
             f"    meta l4proto {p} dnat ip to {p} dport map @{p}_any\n" for p in ("tcp", "udp"))
-        script = (
+        script = prefix + (
             f"table ip {TABLE} {{\n"
             "  set bridges { type ifname; }\n"
             "  set masq { type ipv4_addr; flags interval; }\n"
@@ -402,10 +426,16 @@ class Nft:
             "    fib daddr type local jump ports\n  }\n"
             "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n"
             "    oifname @bridges ip saddr 127.0.0.0/8 masquerade\n"
-            "    iifname @bridges oifname @bridges ct status dnat masquerade\n"
-            "    ip saddr @masq oifname != @bridges masquerade\n  }\n"
+            "    oifname @bridges ip saddr @masq ct status dnat masquerade\n"
+            f"    ip saddr @masq oifname != @bridges masquerade comment \"{BASE_VERSION}\"\n  }}\n"
             "  chain forward {\n    type filter hook forward priority filter; policy accept;\n  }\n"
             "}\n")
+        for b in keep_bridges:
+            script += f"add element ip {TABLE} bridges {{ {_comment(b)} }}\n"
+        for subnet in keep_masq:
+            script += f"add element ip {TABLE} masq {{ {subnet} }}\n"
+        for m in keep_ports:
+            script += f"add element ip {TABLE} {m.map_name} {{ {m.element} }}\n"
         self.run(script, what="create the dockyard nftables table")
 
     def delete_table(self) -> None:

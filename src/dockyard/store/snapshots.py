@@ -116,7 +116,9 @@ def mount(snap: Snapshot) -> Path:
         _libc_mount(str(snap.upper), str(snap.rootfs), "", 4096 | 16384, "")  # MS_BIND | MS_REC
         return snap.rootfs
     try:
-        _libc_mount("overlay", str(snap.rootfs), "overlay", 0, _overlay_options(snap) + ",index=off")
+        # Plain copy-up semantics, so the upper dir is a layer diff (no redirects, no metacopy).
+        _libc_mount("overlay", str(snap.rootfs), "overlay", 0,
+                    _overlay_options(snap) + ",index=off,redirect_dir=off,metacopy=off")
     except OSError:
         try:
             _libc_mount("overlay", str(snap.rootfs), "overlay", 0, _overlay_options(snap))
