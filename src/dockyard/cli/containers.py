@@ -68,6 +68,11 @@ def _add_run_flags(p: Parser) -> None:
     a("--add-host", action="append", default=[], help="Add a custom host-to-IP mapping (host:ip)")
     a("--dns", action="append", default=[], help="Set custom DNS servers")
     a("-q", "--quiet", action="store_true", help="Suppress the pull output")
+    a("--volumes-from", action="append", default=[], help="Mount volumes from the specified container(s)")
+    a("--x11", action="store_true", help="Share the host's X11/Wayland display (socket, cookie, render nodes)")
+    a("--expose", action="append", default=[], help="Expose a port or a range of ports")
+    a("--network-alias", action="append", default=[], help="Add network-scoped alias for the container")
+    a("--ip", default="", help="IPv4 address (e.g., 172.30.100.104)")
     a("image")
     a("command", nargs="...")
 
@@ -101,14 +106,16 @@ def _options(a: Any) -> Any:
         if m.type == "bind" and not os.path.exists(m.source):
             raise InvalidArgument(
                 f'invalid mount config for type "bind": bind source path does not exist: {m.source}')
-        if m.type == "volume":
-            raise InvalidArgument(f"named volumes are not supported yet: {m.source}:{m.target} "
-                                  "(use an absolute host path for a bind mount)")
+    opts.volumes_from = list(a.volumes_from)
+    opts.x11 = a.x11
     opts.tmpfs = dict(ro.parse_tmpfs(t) for t in a.tmpfs)
     opts.read_only = a.read_only
-    opts.network = ro.parse_network_mode(a.network)
-    if a.publish or a.publish_all:
-        raise InvalidArgument("publishing ports (-p/-P) needs bridge networking, which is not available yet")
+    opts.network = ro.parse_network_mode(a.network or os.environ.get("DOCKYARD_DEFAULT_NETWORK", ""))
+    opts.publish = [b for p in a.publish for b in ro.parse_port(p)]
+    opts.publish_all = a.publish_all
+    opts.expose = [e for x in a.expose for e in ro.parse_expose(x)]
+    opts.network_aliases = list(a.network_alias)
+    opts.ip = a.ip
     opts.memory = ro.parse_memory(a.memory) if a.memory else 0
     opts.memory_swap = ro.parse_memory_swap(a.memory_swap) if a.memory_swap else 0
     opts.cpus = ro.parse_cpus(a.cpus) if a.cpus else 0
@@ -124,9 +131,14 @@ def _options(a: Any) -> Any:
         ro.parse_security_opt(s)
     opts.sysctls = dict(ro.parse_sysctl(s) for s in a.sysctl)
     opts.ulimits = [ro.parse_ulimit(u) for u in a.ulimit]
-    opts.devices = [ro.parse_device(d) for d in a.device]
+    from dockyard.runtime import devices
+
+    plain, cdi = devices.split_cdi_devices(a.device)
+    opts.devices = [ro.parse_device(d) for d in plain]
     opts.device_cgroup_rules = [ro.parse_device_cgroup_rule(r) for r in a.device_cgroup_rule]
     opts.gpus = [ro.parse_gpus(g) for g in a.gpus]
+    if cdi:
+        opts.gpus.append(devices.cdi_request(cdi))
     opts.ipc = ro.validate_ipc_mode(a.ipc) if a.ipc else ""
     opts.pid = ro.validate_pid_mode(a.pid) if a.pid else ""
     opts.uts = ro.validate_uts_mode(a.uts) if a.uts else ""
@@ -265,6 +277,21 @@ def _status_text(c: dict[str, Any], now: float) -> str:
     return "Created"
 
 
+def _ports_text(c: dict[str, Any]) -> str:
+    """``0.0.0.0:8080->80/tcp, 443/tcp``: Docker's PORTS column from the container's NetworkSettings."""
+    ports = ((c["state"].get("network") or {}).get("Ports")) or {}
+    parts = []
+    for key in sorted(ports, key=lambda k: (int(k.split("/")[0].split("-")[0]), k)):
+        binds = ports[key]
+        if not binds:
+            parts.append(key)
+            continue
+        for b in binds:
+            host = f"[{b['HostIp']}]" if ":" in b.get("HostIp", "") else b.get("HostIp", "")
+            parts.append(f"{host}:{b['HostPort']}->{key}")
+    return ", ".join(parts)
+
+
 def _command_text(c: dict[str, Any], no_trunc: bool) -> str:
     args = c["config"].get("args", [])
     text = " ".join(args)
@@ -336,7 +363,8 @@ def ps(name: str, argv: list[str]) -> int:
             out.append({
                 "ID": c["id"] if a.no_trunc else c["id"][:12], "Image": c["image_ref"],
                 "Command": _command_text(c, a.no_trunc), "CreatedAt": str(c["created"]),
-                "RunningFor": ago(c["created"], now), "Status": _status_text(c, now), "Ports": "",
+                "RunningFor": ago(c["created"], now), "Status": _status_text(c, now),
+                "Ports": _ports_text(c) if c["state"].get("status") in ("running", "paused") else "",
                 "Names": c["name"], "Size": size, "State": c["state"].get("status", ""),
                 "Labels": ",".join(f"{k}={v}" for k, v in (c["config"].get("opts", {}).get("labels") or {}).items()),
             })
@@ -423,7 +451,7 @@ def rm(name: str, argv: list[str]) -> int:
         p.add_argument("-v", "--volumes", action="store_true", help="Remove anonymous volumes")
         p.add_argument("-l", "--link", action="store_true")
     return _each(name, argv, "[OPTIONS] CONTAINER [CONTAINER...]", "Remove one or more containers",
-                 lambda eng, c, a: ops.remove(eng, c, force=a.force), extra)
+                 lambda eng, c, a: ops.remove(eng, c, force=a.force, remove_volumes=a.volumes), extra)
 
 
 def wait(name: str, argv: list[str]) -> int:
@@ -754,20 +782,6 @@ def cp(name: str, argv: list[str]) -> int:
 
     with engine() as eng:
         ops.copy(eng, a.src, a.dest)
-    return 0
-
-
-def port(name: str, argv: list[str]) -> int:
-    p = Parser(name, "CONTAINER [PRIVATE_PORT[/PROTO]]", "List port mappings or a specific mapping for the container")
-    p.add_argument("container")
-    p.add_argument("port", nargs="?")
-    a = p.parse_args(argv)
-    from dockyard.ops import containers as ops
-
-    with engine() as eng:
-        ops.resolve(eng, a.container)
-    if a.port:
-        raise InvalidArgument(f"Error: No public port '{a.port}' published for {a.container}")
     return 0
 
 

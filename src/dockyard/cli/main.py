@@ -39,7 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "diff": ("dockyard.cli.containers:diff", "Inspect changes to files or directories on a container's filesystem"),
     "cp": ("dockyard.cli.containers:cp", "Copy files/folders between a container and the local filesystem"),
     "export": ("dockyard.cli.containers:export", "Export a container's filesystem as a tar archive"),
-    "port": ("dockyard.cli.containers:port", "List port mappings or a specific mapping for the container"),
+    "port": ("dockyard.cli.port:port", "List port mappings or a specific mapping for the container"),
     "pull": ("dockyard.cli.registry:pull", "Download an image from a registry"),
     "push": ("dockyard.cli.registry:push", "Upload an image to a registry"),
     "login": ("dockyard.cli.registry:login", "Log in to a registry"),
@@ -48,6 +48,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("dockyard.cli.build:build", "Build an image from a Dockerfile"),
     "version": ("dockyard.cli.system:version", "Show the Dockyard version information"),
     "info": ("dockyard.cli.system:info", "Display system-wide information"),
+    "completion": ("dockyard.cli.completion:completion", "Generate the autocompletion script for the specified shell"),
 }
 GROUPS: dict[str, tuple[str, dict[str, str]]] = {
     "image": ("Manage images", {
@@ -65,6 +66,15 @@ GROUPS: dict[str, tuple[str, dict[str, str]]] = {
         "df": "dockyard.cli.images:system_df", "info": "info",
         "prune": "dockyard.cli.system:system_prune"}),
     "registry": ("Run Dockyard's registry server", {"serve": "dockyard.cli.registry:serve"}),
+    "network": ("Manage networks", {
+        "create": "dockyard.cli.networks:create", "ls": "dockyard.cli.networks:ls", "list": "dockyard.cli.networks:ls",
+        "inspect": "dockyard.cli.networks:inspect", "rm": "dockyard.cli.networks:rm",
+        "remove": "dockyard.cli.networks:rm", "connect": "dockyard.cli.networks:connect",
+        "disconnect": "dockyard.cli.networks:disconnect", "prune": "dockyard.cli.networks:prune"}),
+    "volume": ("Manage volumes", {
+        "create": "dockyard.cli.volumes:create", "ls": "dockyard.cli.volumes:ls", "list": "dockyard.cli.volumes:ls",
+        "inspect": "dockyard.cli.volumes:inspect", "rm": "dockyard.cli.volumes:rm",
+        "remove": "dockyard.cli.volumes:rm", "prune": "dockyard.cli.volumes:prune"}),
 }
 
 
@@ -140,6 +150,12 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["DOCKYARD_ROOT"] = os.path.abspath(root)
     if debug:
         os.environ["DOCKYARD_DEBUG"] = "1"
+    from dockyard import config
+
+    try:
+        config.apply_to_environ(config.load())
+    except config.ConfigError as e:
+        _die(f"Error: {e}", 1)
     name, target, rest = _resolve(args)
     module_name, func_name = target.split(":")
     import importlib

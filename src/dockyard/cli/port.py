@@ -18,7 +18,7 @@ def port(name: str, argv: list[str]) -> int:
         num, _, proto = a.port.partition("/")
         proto = (proto or "tcp").lower()
         if not num.isdigit() or not 0 < int(num) < 65536 or proto not in ("tcp", "udp", "sctp"):
-            raise InvalidArgument(f"Error: invalid port ({a.port}): invalid containerPort: {num}")
+            raise InvalidArgument(f"invalid port ({a.port}): invalid containerPort: {num}")
         want = (int(num), proto)
     with engine() as eng:
         c = containers.refresh(eng, containers.resolve(eng, a.container))

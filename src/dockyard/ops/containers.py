@@ -132,9 +132,17 @@ def create(eng: Engine, image: str, opts: RunOptions, *, name: str | None = None
     chain = eng.image_chain(image_id)
     cdir = container_dir(eng, cid)
     cdir.mkdir(parents=True)
+    vp = None
     try:
+        from dockyard.ops import volumes as vols
+
+        if opts.volumes_from:
+            opts.mounts = vols.resolve_volumes_from(eng, opts.volumes_from, opts.mounts)
         snapshots.prepare(cdir / "fs", [x.path for x in chain])
-        spec_inputs = _write_bundle(eng, cid, cdir, cfg.config, opts, image_id)
+        if any(m.type == "volume" for m in opts.mounts) or cfg.config.get("Volumes"):
+            with vols.image_rootfs([x.path for x in chain], cdir) as lookup:
+                vp = vols.prepare_for_container(eng, lookup, opts, cfg.config)
+        spec_inputs = _write_bundle(eng, cid, cdir, cfg.config, opts, image_id, vp)
         config = {
             "chain": [x.chain_id for x in chain],
             "opts": _opts_to_json(opts),
@@ -145,6 +153,9 @@ def create(eng: Engine, image: str, opts: RunOptions, *, name: str | None = None
             "auto_remove": bool(getattr(opts, "auto_remove", False)),
             "args": spec_inputs["args"],
             "hostname": spec_inputs["hostname"],
+            "volumes": vp.names if vp is not None else {},
+            "mounts": vols.mount_points(opts.mounts, vp) if vp is not None else vols.mount_points(
+                opts.mounts, vols.VolumePaths()),
         }
         eng.db.add_container(cid, name, image_id, image, time.time(), config,
                              {"status": "created", "exit_code": 0, "pid": 0})
@@ -153,6 +164,12 @@ def create(eng: Engine, image: str, opts: RunOptions, *, name: str | None = None
 
         with contextlib.suppress(Exception):
             snapshots.unmount(snapshots.Snapshot(cdir / "fs", [], "overlay"))
+        with contextlib.suppress(Exception):
+            from dockyard.ops import volumes as vols
+
+            if vp is not None:
+                vols.discard_created(eng, vp)
+            vols.teardown_shm(vols.shm_dir(eng, cid))
         shutil.rmtree(cdir, ignore_errors=True)
         raise
     return cid
@@ -179,7 +196,7 @@ def _opts_to_json(opts: Any) -> dict[str, Any]:
 
 
 def _write_bundle(eng: Engine, cid: str, cdir: Path, image_config: dict[str, Any], opts: RunOptions,
-                  image_id: str) -> dict[str, Any]:
+                  image_id: str, vp: Any = None) -> dict[str, Any]:
     from dockyard.runtime import spec as specmod
     from dockyard.store import snapshots
 
@@ -199,12 +216,40 @@ def _write_bundle(eng: Engine, cid: str, cdir: Path, image_config: dict[str, Any
         text = ""
     (cdir / "resolv.conf").write_text(text)
     passwd, group = _read_container_file(eng, image_id, "etc/passwd"), _read_container_file(eng, image_id, "etc/group")
+    extra: dict[str, Any] = {}
+    if opts.ipc or opts.shm_size:
+        from dockyard.ops import volumes as vols
+
+        ipc = vols.prepare_ipc(eng, opts, cid)
+        extra.update(shm_path=ipc.shm_path, namespace_paths=ipc.namespace_paths)
+    if opts.network.startswith("container:"):
+        other = resolve(eng, opts.network.partition(":")[2])
+        if other["state"].get("status") != "running":
+            raise Conflict(f"cannot join network of a non running container: {other['id'][:12]}")
+        extra.setdefault("namespace_paths", {})
+        extra["namespace_paths"] = {**(extra["namespace_paths"] or {}),
+                                    "network": f"/proc/{other['state']['pid']}/ns/net"}
     spec = specmod.build_spec(
         image_config, opts, container_id=cid, rootfs=str(snap.rootfs),
         hostname_path=str(cdir / "hostname"), hosts_path=str(cdir / "hosts"),
         resolv_conf_path=str(cdir / "resolv.conf"), passwd_text=passwd, group_text=group,
-        cgroups_path=f"/dockyard/{cid}",
+        cgroups_path=f"/dockyard/{cid}", volume_paths=vp,
+        devices=[d for m in opts.devices for d in specmod.resolve_device(m)],
+        host_devices=specmod.list_host_devices() if opts.privileged else (),
+        **extra,
     )
+    if opts.gpus or getattr(opts, "x11", False):
+        from dockyard.runtime import devices as devmod
+
+        edits = devmod.SpecEdits()
+        if opts.gpus:
+            edits.extend(devmod.gpu_edits(opts.gpus, image_env=spec["process"]["env"]))
+        if getattr(opts, "x11", False):
+            from dockyard.runtime import display
+
+            u = spec["process"]["user"]
+            edits.extend(display.x11_edits(os.environ, cookie_dir=cdir, uid=u["uid"], gid=u["gid"]))
+        devmod.apply_edits(spec, edits)
     _limit_caps_to_host(spec)
     tmp = cdir / "config.json.tmp"
     tmp.write_text(json.dumps(spec, indent=1))
@@ -282,15 +327,25 @@ def _start_locked(eng: Engine, c: dict[str, Any], *, wait_attach: bool, lock_fd:
         tty=c["config"].get("tty", False), open_stdin=c["config"].get("open_stdin", False),
         stdin_once=c["config"].get("open_stdin", False), wait_attach=wait_attach,
     )
+    from dockyard.engine import Engine as _Engine
+
     root = eng.root
     auto_remove = c["config"].get("auto_remove", False)
+
+    def on_created(init_pid: int) -> None:
+        from dockyard.ops import networks
+
+        with _Engine(root) as e:
+            settings = networks.attach(e, resolve(e, cid), init_pid)
+            e.db.update_container_state(cid, network=settings)
+
+    mcfg.on_created = on_created
     ready_r, ready_w = os.pipe()
     eng.db.close()  # never share a SQLite connection across fork
     pid = os.fork()
     if pid == 0:  # the monitor
         os.close(ready_r)
         os.close(lock_fd)  # the lock belongs to the starting command, not to the monitor
-        from dockyard.engine import Engine as _Engine
 
         def on_started(init_pid: int) -> None:
             with _Engine(root) as e:
@@ -309,6 +364,11 @@ def _start_locked(eng: Engine, c: dict[str, Any], *, wait_attach: bool, lock_fd:
             def cleanup() -> None:
                 with contextlib.suppress(Exception):
                     rt.delete(cid, force=True)
+                with contextlib.suppress(Exception):
+                    from dockyard.ops import networks
+
+                    with _Engine(root) as e2:
+                        networks.detach(e2, cid, forget=auto_remove)
                 snapshots.unmount(snap)
                 if auto_remove:
                     from dockyard.store.layers import remove_tree
@@ -456,7 +516,7 @@ def _unmount(eng: Engine, c: dict[str, Any]) -> None:
     snapshots.unmount(snapshots.Snapshot(container_dir(eng, c["id"]) / "fs", [], "overlay"))
 
 
-def remove(eng: Engine, c: dict[str, Any], *, force: bool = False) -> None:
+def remove(eng: Engine, c: dict[str, Any], *, force: bool = False, remove_volumes: bool = False) -> None:
     import shutil
 
     c = refresh(eng, c)
@@ -469,9 +529,17 @@ def remove(eng: Engine, c: dict[str, Any], *, force: bool = False) -> None:
             wait(eng, c, timeout=10)
     with contextlib.suppress(Exception):
         runtime_for(eng, c["config"].get("runtime")).delete(c["id"], force=True)
+    from dockyard.ops import networks, volumes
+
+    with contextlib.suppress(Exception):
+        networks.detach(eng, c, forget=True)
     _unmount(eng, c)
     cdir = container_dir(eng, c["id"])
+    names = volumes.container_volumes(eng, c)
     eng.db.remove_container(c["id"])
+    if remove_volumes or c["config"].get("auto_remove"):
+        volumes.release(eng, names, container_id=c["id"])
+    volumes.teardown_shm(volumes.shm_dir(eng, c["id"]))
     shutil.rmtree(cdir, ignore_errors=True)
 
 
@@ -594,7 +662,7 @@ def inspect(eng: Engine, c: dict[str, Any]) -> dict[str, Any]:
         "Driver": "overlay2",
         "Platform": "linux",
         "HostConfig": {
-            "NetworkMode": opts.get("network") or "none",
+            "NetworkMode": "default" if opts.get("network") in (None, "", "bridge") else opts["network"],
             "AutoRemove": bool(cfg.get("auto_remove")),
             "Privileged": bool(opts.get("privileged")),
             "ReadonlyRootfs": bool(opts.get("read_only")),
@@ -611,7 +679,7 @@ def inspect(eng: Engine, c: dict[str, Any]) -> dict[str, Any]:
             "LowerDir": ":".join(str(eng.layers.diff_path(x)) for x in reversed(cfg.get("chain", []))),
             "UpperDir": str(cdir / "fs" / "upper"), "WorkDir": str(cdir / "fs" / "work"),
             "MergedDir": str(cdir / "fs" / "merged")}},
-        "Mounts": [],
+        "Mounts": cfg.get("mounts") or [],
         "Config": {
             "Hostname": cfg.get("hostname", c["id"][:12]), "Domainname": "", "User": opts.get("user") or
             img_cfg.get("User", ""), "AttachStdin": bool(cfg.get("open_stdin")), "AttachStdout": True,
@@ -623,8 +691,8 @@ def inspect(eng: Engine, c: dict[str, Any]) -> dict[str, Any]:
             "Entrypoint": opts.get("entrypoint") if opts.get("entrypoint") is not None else img_cfg.get("Entrypoint"),
             "OnBuild": None, "Labels": {**(img_cfg.get("Labels") or {}), **(opts.get("labels") or {})},
         },
-        "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "IPAddress": "", "Gateway": "",
-                            "MacAddress": "", "Networks": {}},
+        "NetworkSettings": st.get("network") or {"Bridge": "", "SandboxID": "", "Ports": {}, "IPAddress": "",
+                                                 "Gateway": "", "MacAddress": "", "Networks": {}},
     }
 
 

@@ -52,6 +52,8 @@ class MonitorConfig:
     open_stdin: bool = False
     stdin_once: bool = False
     wait_attach: bool = False   # foreground: start only once the first client has attached
+    # Called with the init's pid after create, before start (network plumbing); returns state to record.
+    on_created: Callable[[int], None] | None = None
 
 
 class JsonLog:
@@ -167,6 +169,9 @@ def _monitor(cfg: MonitorConfig, runtime: Any, ready_fd: int,
         stdin_w = in_w
         outs[out_r] = "stdout"
         outs[err_r] = "stderr"
+
+    if cfg.on_created is not None:
+        cfg.on_created(pid)
 
     def report_ready() -> None:
         os.write(ready_fd, (json.dumps({"pid": pid}) + "\n").encode())

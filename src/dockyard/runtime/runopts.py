@@ -1151,6 +1151,7 @@ class RunOptions:
     detach: bool = False
     oom_score_adj: int = 0
     runtime: str = ""
+    x11: bool = False  # Dockyard's own: the host's X11 (and Wayland) display, usable inside
     platform: str = ""
     pull: str = "missing"
     log_driver: str = ""
