@@ -153,7 +153,7 @@ def create(eng: Engine, image: str, opts: RunOptions, *, name: str | None = None
             "auto_remove": bool(getattr(opts, "auto_remove", False)),
             "args": spec_inputs["args"],
             "hostname": spec_inputs["hostname"],
-            "volumes": vp.names if vp is not None else {},
+            **({"volumes": vp.names} if vp is not None else {}),
             "mounts": vols.mount_points(opts.mounts, vp) if vp is not None else vols.mount_points(
                 opts.mounts, vols.VolumePaths()),
         }

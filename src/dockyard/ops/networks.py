@@ -844,6 +844,7 @@ def connect(eng: Engine, network: str, row: dict[str, Any], *, aliases: list[str
             raise
         _refresh_peers(eng, cid)
     write_etc_files(eng, c_row)
+    _store_settings(eng, cid)
 
 
 def disconnect(eng: Engine, network: str, row: dict[str, Any], *, force: bool = False) -> None:
@@ -874,6 +875,14 @@ def disconnect(eng: Engine, network: str, row: dict[str, Any], *, force: bool = 
     c_row = _container(eng, cid)
     if c_row is not None and _container_running(eng, cid):
         write_etc_files(eng, c_row)
+        _store_settings(eng, cid)
+
+
+def _store_settings(eng: Engine, cid: str) -> None:
+    """Keep the NetworkSettings the container's state holds (``state["network"]``) current."""
+    row = _container(eng, cid)
+    if row is not None and "network" in row["state"]:
+        eng.db.update_container_state(cid, network=network_settings(eng, row))
 
 
 def _disconnect_locked(eng: Engine, net: dict[str, Any], cid: str) -> None:
@@ -985,7 +994,9 @@ def network_settings(eng: Engine, row: dict[str, Any], *, pid: int | None = None
             net = resolve_network(eng, mode)
             networks[net["name"]] = _endpoint_settings(net["id"], "", "", "", 0, "")
     first = next((ep for ep in eps if ep["network_name"] == "bridge"), None)
-    sandbox = "" if pid is None and not eps else secrets.token_hex(32)
+    import hashlib
+
+    sandbox = hashlib.sha256((cid + "".join(ep["endpoint_id"] for ep in eps)).encode()).hexdigest() if eps else ""
     return {
         "Bridge": "", "SandboxID": sandbox, "SandboxKey": f"/proc/{pid}/ns/net" if pid else "",
         "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
