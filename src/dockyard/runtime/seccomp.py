@@ -293,5 +293,7 @@ def _add_rule(lib: ctypes.CDLL, ctx: int, rule: dict[str, object], default: int)
         for group in groups:
             arr = (_ArgCmp * max(1, len(group)))(*group)
             rc = lib.seccomp_rule_add_array(ctx, action, nr, len(group), arr)
+            if rc == -_errno.EEXIST:
+                continue  # the same rule twice (podman's profile has such duplicates): the first stands
             if rc < 0:
                 raise RuntimeFailure(f"failed to add seccomp rule for syscall {name}: {_errno_str(-rc)}")
