@@ -20,14 +20,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.archive_fixtures import add_layered_image, busybox_tar, sha256, small_tar
-from tests.conftest import CLI, DOCKYARD_BIN, assert_one_line_error
 
 from dockyard.engine import Engine
 from dockyard.errors import CorruptData, ImageNotFound, InvalidArgument
 from dockyard.image import archive as fmt
 from dockyard.image import reference
 from dockyard.ops import archive
+from tests.archive_fixtures import add_layered_image, busybox_tar, sha256, small_tar
+from tests.conftest import CLI, DOCKYARD_BIN, assert_one_line_error
 
 SKOPEO = shutil.which("skopeo") or ""
 needs_skopeo = pytest.mark.skipif(not SKOPEO, reason="skopeo is not installed")

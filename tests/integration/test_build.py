@@ -10,6 +10,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+
 from tests.conftest import CLI, Result, assert_one_line_error
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="builds run containers: they need root")

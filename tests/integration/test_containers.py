@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from tests.conftest import CLI, DOCKYARD_BIN, assert_one_line_error
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")

@@ -12,13 +12,13 @@ import os
 from pathlib import Path
 
 import pytest
-from tests.integration import test_volumes
-from tests.integration.test_volumes import Bundles, sh
-from tests.unit.test_devices import LIB, make_fake_driver, mknod
 
 from dockyard.errors import RuntimeFailure
 from dockyard.runtime.devices import apply_edits, cdi_request, gpu_edits
 from dockyard.runtime.runopts import parse_gpus
+from tests.integration import test_volumes
+from tests.integration.test_volumes import Bundles, sh
+from tests.unit.test_devices import LIB, make_fake_driver, mknod
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers and mknod need root")
 # the fixtures that build and run bundles

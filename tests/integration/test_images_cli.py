@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from tests.conftest import CLI, DOCKYARD_BIN, assert_one_line_error
 
 

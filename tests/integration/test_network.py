@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import CLI, DOCKYARD_BIN
 
 from dockyard.engine import Engine
 from dockyard.errors import Conflict, RuntimeFailure
 from dockyard.ops import containers, networks
 from dockyard.runtime import network as kn
+from tests.conftest import CLI, DOCKYARD_BIN
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="networking needs root")
 

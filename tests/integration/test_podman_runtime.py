@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from tests.conftest import CLI
 
 RUNTIME = str(Path(sys.executable).with_name("dockyard-runtime"))

@@ -23,11 +23,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dockyard.engine import Engine  # noqa: E402
-from dockyard.errors import AuthError, CorruptData, RegistryError  # noqa: E402
-from dockyard.image.oci import host_platform  # noqa: E402
-from dockyard.ops.pull import ensure_image, pull  # noqa: E402
-from dockyard.ops.push import push  # noqa: E402
 from registry_peer_fixtures import (  # noqa: E402
     Fault,
     FaultProxy,
@@ -47,6 +42,12 @@ from registry_peer_fixtures import (  # noqa: E402
     tar_bytes,
     token_registry,
 )
+
+from dockyard.engine import Engine  # noqa: E402
+from dockyard.errors import AuthError, CorruptData, RegistryError  # noqa: E402
+from dockyard.image.oci import host_platform  # noqa: E402
+from dockyard.ops.pull import ensure_image, pull  # noqa: E402
+from dockyard.ops.push import push  # noqa: E402
 
 __all__ = ["basic_registry", "docker_config", "dockyard_registry", "fault_proxy", "real_registry",
            "token_registry"]

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.conftest import CLI, DOCKYARD_BIN, REPO
 
 from dockyard import __version__
+from tests.conftest import CLI, DOCKYARD_BIN, REPO
 
 
 def field(text: str, name: str) -> str:

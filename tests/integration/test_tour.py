@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from tests.conftest import REPO, base_image_tar
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the tour runs real containers")

@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import CLI, Result
 
 from dockyard.engine import Engine
 from dockyard.errors import Conflict, InvalidArgument
 from dockyard.ops import volumes
 from dockyard.runtime import spec as specmod
 from dockyard.runtime.runopts import Mount, RunOptions, parse_device, parse_mount, parse_volume
+from tests.conftest import CLI, Result
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 

@@ -18,14 +18,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.integration import test_volumes
-from tests.integration.test_volumes import Bundles, sh
-from tests.unit.test_devices import mknod
 
 from dockyard.errors import InvalidArgument
 from dockyard.runtime.devices import apply_edits
 from dockyard.runtime.display import XAUTHORITY_IN_CONTAINER, display_number, wildcard_cookie, x11_edits
 from dockyard.runtime.runopts import RunOptions
+from tests.integration import test_volumes
+from tests.integration.test_volumes import Bundles, sh
+from tests.unit.test_devices import mknod
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 bundles = test_volumes.bundles

@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
-from tests.unit.test_devices import mknod
 
 from dockyard.errors import InvalidArgument, RuntimeFailure
 from dockyard.runtime import devices
 from dockyard.runtime.runopts import parse_gpus
+from tests.unit.test_devices import mknod
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
 
