@@ -308,3 +308,45 @@ def test_cp_both_directions(cli: CLI, busybox_image: str, tmp_path: Path) -> Non
     assert cli("start", "-a", "cpc").stdout == "copied in\n"
     cli("cp", "cpc:/etc/passwd", str(tmp_path / "passwd"))
     assert (tmp_path / "passwd").read_text().startswith("root:")
+
+
+def test_pause_unpause_restart_logs_follow_and_wait(cli: CLI, busybox_image: str) -> None:
+    cid = cli("run", "-d", "--name", "ticker", "busybox", "sh", "-c",
+              "i=0; while [ $i -lt 40 ]; do echo tick$i; i=$((i+1)); sleep 0.05; done").stdout.strip()
+    cli("pause", "ticker")
+    assert "(Paused)" in cli("ps", "--filter", "name=ticker").stdout
+    assert json.loads(cli("inspect", "ticker").stdout)[0]["State"]["Paused"] is True
+    frozen = cli("logs", "ticker").stdout
+    time.sleep(0.4)
+    assert cli("logs", "ticker").stdout == frozen  # nothing runs while paused
+    cli("unpause", "ticker")
+    follow = cli("logs", "-f", "ticker", timeout=60).stdout  # returns when the container ends
+    assert follow.splitlines()[-1] == "tick39"
+    assert cli("wait", cid).stdout.strip() == "0"
+    cli("restart", "ticker")
+    assert cli("wait", "ticker").stdout.strip() == "0"
+    assert cli("logs", "ticker").stdout.count("tick0\n") == 2
+    stamped = cli("logs", "-t", "--tail", "1", "ticker").stdout
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+Z tick39\n", stamped)
+
+
+def test_attach_to_a_running_container_sees_its_output(cli: CLI, busybox_image: str) -> None:
+    cli("run", "-d", "--name", "talker", "busybox", "sh", "-c", "sleep 0.5; echo spoken; exit 4")
+    r = cli("attach", "talker", check=False)
+    assert (r.returncode, r.stdout) == (4, "spoken\n")
+    r = cli("attach", "talker", check=False)
+    assert r.returncode == 1 and "start it first" in r.stderr
+
+
+def test_cpus_and_memory_limits_reach_the_cgroup(cli: CLI, busybox_image: str) -> None:
+    cid = cli("run", "-d", "--cpus", "0.5", "--memory", "64m", "busybox", "sleep", "30").stdout.strip()
+    pid = json.loads(cli("inspect", cid).stdout)[0]["State"]["Pid"]
+    cgroups = dict(line.split(":", 2)[1:] for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines())
+    if "memory" in cgroups:  # cgroup v1
+        mem = Path("/sys/fs/cgroup/memory" + cgroups["memory"], "memory.limit_in_bytes").read_text()
+        cpu = Path("/sys/fs/cgroup/cpu" + cgroups.get("cpu,cpuacct", cgroups.get("cpu", "")), "cpu.cfs_quota_us")
+        assert int(mem) == 64 * 1024 * 1024 and int(cpu.read_text()) == 50000
+    else:  # cgroup v2
+        base = Path("/sys/fs/cgroup" + cgroups[""])
+        assert int((base / "memory.max").read_text()) == 64 * 1024 * 1024
+        assert (base / "cpu.max").read_text().split() == ["50000", "100000"]
