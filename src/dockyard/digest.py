@@ -27,6 +27,13 @@ def hex_of(digest: str) -> str:
     return validate(digest).split(":", 1)[1]
 
 
+def random_hex(nbytes: int) -> str:
+    """Random hex for IDs and temp names: os.urandom is what ``secrets.token_hex`` uses, minus its imports."""
+    import os
+
+    return os.urandom(nbytes).hex()
+
+
 def sha256_bytes(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
 from collections.abc import Container
 
 ADJECTIVES = ["admiring", "adoring", "agitated", "amazing", "angry", "awesome", "blissful", "bold", "boring", "brave", "busy", "charming", "clever", "cool", "compassionate", "competent", "confident", "cranky", "dazzling", "determined", "distracted", "dreamy", "eager", "ecstatic", "elastic", "elated", "elegant", "eloquent", "epic", "fervent", "festive", "flamboyant", "focused", "friendly", "frosty", "gallant", "gifted", "goofy", "gracious", "happy", "hardcore", "heuristic", "hopeful", "hungry", "infallible", "inspiring", "jolly", "jovial", "keen", "kind", "laughing", "loving", "lucid", "magical", "merry", "modest", "musing", "mystifying", "naughty", "nervous", "nice", "nifty", "nostalgic", "objective", "optimistic", "peaceful", "pedantic", "pensive", "practical", "priceless", "quirky", "quizzical", "relaxed", "reverent", "romantic", "sad", "serene", "sharp", "shady", "silly", "sleepy", "stoic", "strange", "stupefied", "suspicious", "sweet", "tender", "thirsty", "trusting", "unruffled", "upbeat", "vibrant", "vigilant", "vigorous", "wizardly", "wonderful", "xenodochial", "youthful", "zealous", "zen"]
@@ -13,15 +13,23 @@ ANIMALS = ["aardvark", "albatross", "alligator", "alpaca", "anteater", "antelope
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
 
+def _below(n: int) -> int:
+    return int.from_bytes(os.urandom(4), "big") % n
+
+
+def _pick(seq: tuple[str, ...] | list[str]) -> str:
+    return seq[_below(len(seq))]
+
+
 def generate(taken: Container[str]) -> str:
     """A free ``adjective_animal`` name; a digit is appended if the pair is taken (as Docker does)."""
     for attempt in range(100):
-        name = f"{secrets.choice(ADJECTIVES)}_{secrets.choice(ANIMALS)}"
+        name = f"{_pick(ADJECTIVES)}_{_pick(ANIMALS)}"
         if attempt >= 10:
-            name += str(secrets.randbelow(10))
+            name += str(_below(10))
         if name not in taken:
             return name
-    return f"{secrets.choice(ADJECTIVES)}_{secrets.choice(ANIMALS)}_{secrets.token_hex(3)}"
+    return f"{_pick(ADJECTIVES)}_{_pick(ANIMALS)}_{os.urandom(3).hex()}"
 
 
 def valid(name: str) -> bool:

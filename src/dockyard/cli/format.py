@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 import time
 from collections.abc import Sequence
@@ -79,6 +78,8 @@ def parse_rfc3339(value: str | None) -> float | None:
             rest = rest[1:]
         v = f"{head}.{frac[:6].ljust(6, '0')}{rest}"
     try:
+        import datetime as _dt
+
         return _dt.datetime.fromisoformat(v).timestamp()
     except ValueError:
         return None
@@ -86,6 +87,8 @@ def parse_rfc3339(value: str | None) -> float | None:
 
 def rfc3339(ts: float) -> str:
     """A timestamp as Docker writes one: UTC with nanoseconds."""
+    import datetime as _dt
+
     dt = _dt.datetime.fromtimestamp(ts, _dt.UTC)
     ns = int(round((ts - math.floor(ts)) * 1e9)) % 1_000_000_000
     return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{ns:09d}Z"

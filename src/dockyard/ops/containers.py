@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import signal
 import time
 from collections.abc import Callable
@@ -127,19 +126,23 @@ def create(eng: Engine, image: str, opts: RunOptions, *, name: str | None = None
             raise Conflict(f'Conflict. The container name "/{name}" is already in use by container '
                            f'"{other["id"] if other else "?"}". You have to remove (or rename) that container '
                            "to be able to reuse that name.")
-    cid = secrets.token_hex(32)
+    from dockyard.digest import random_hex
+
+    cid = random_hex(32)
     name = name or names.generate(taken)
     chain = eng.image_chain(image_id)
     cdir = container_dir(eng, cid)
     cdir.mkdir(parents=True)
     vp = None
     try:
-        from dockyard.ops import volumes as vols
-
-        if opts.volumes_from:
-            opts.mounts = vols.resolve_volumes_from(eng, opts.volumes_from, opts.mounts)
+        uses_volumes = bool(opts.volumes_from or cfg.config.get("Volumes")
+                            or any(m.type == "volume" for m in opts.mounts))
         snapshots.prepare(cdir / "fs", [x.path for x in chain])
-        if any(m.type == "volume" for m in opts.mounts) or cfg.config.get("Volumes"):
+        if uses_volumes:
+            from dockyard.ops import volumes as vols
+
+            if opts.volumes_from:
+                opts.mounts = vols.resolve_volumes_from(eng, opts.volumes_from, opts.mounts)
             with vols.image_rootfs([x.path for x in chain], cdir) as lookup:
                 vp = vols.prepare_for_container(eng, lookup, opts, cfg.config)
         spec_inputs = _write_bundle(eng, cid, cdir, cfg.config, opts, image_id, vp)
@@ -154,8 +157,7 @@ def create(eng: Engine, image: str, opts: RunOptions, *, name: str | None = None
             "args": spec_inputs["args"],
             "hostname": spec_inputs["hostname"],
             **({"volumes": vp.names} if vp is not None else {}),
-            "mounts": vols.mount_points(opts.mounts, vp) if vp is not None else vols.mount_points(
-                opts.mounts, vols.VolumePaths()),
+            "mounts": _mount_points(opts, vp),
         }
         eng.db.add_container(cid, name, image_id, image, time.time(), config,
                              {"status": "created", "exit_code": 0, "pid": 0})
@@ -173,6 +175,15 @@ def create(eng: Engine, image: str, opts: RunOptions, *, name: str | None = None
         shutil.rmtree(cdir, ignore_errors=True)
         raise
     return cid
+
+
+def _mount_points(opts: RunOptions, vp: Any) -> list[dict[str, Any]]:
+    """Docker's inspect ``Mounts`` (computed only when the container has any)."""
+    if not opts.mounts and vp is None:
+        return []
+    from dockyard.ops import volumes as vols
+
+    return vols.mount_points(opts.mounts, vp if vp is not None else vols.VolumePaths())
 
 
 def _ensure_image(eng: Engine, image: str, out: Any) -> str:

@@ -14,13 +14,10 @@ values), docker/go-units (sizes, ulimits), docker/go-connections ``nat`` (ports)
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 from dockyard.errors import InvalidArgument
 
@@ -125,6 +122,8 @@ CFS_PERIOD_US = 100_000
 def parse_cpus(value: str) -> int:
     """``--cpus 1.5`` -> NanoCPUs (1_500_000_000), as docker/cli's ``ParseCPUs`` (a rational)."""
     try:
+        from fractions import Fraction
+
         cpus = Fraction(value.strip())
     except (ValueError, ZeroDivisionError):
         raise InvalidArgument(f"failed to parse {value} as a rational number")
@@ -412,6 +411,9 @@ def _parse_bool(val: str) -> bool | None:
 
 def _csv_fields(value: str) -> list[str]:
     try:
+        import csv
+        import io
+
         rows = list(csv.reader(io.StringIO(value)))
     except csv.Error as e:
         raise InvalidArgument(f"parse error: {e}")

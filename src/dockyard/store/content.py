@@ -10,14 +10,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import secrets
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from dockyard.digest import CHUNK, hex_of, validate
+from dockyard.digest import CHUNK, hex_of, random_hex, validate
 from dockyard.errors import BlobNotFound, CorruptData
 
 
@@ -32,7 +30,7 @@ class BlobWriter:
 
     def __init__(self, store: ContentStore) -> None:
         self._store = store
-        self.path = store.ingest_dir / f"{os.getpid()}-{secrets.token_hex(8)}"
+        self.path = store.ingest_dir / f"{os.getpid()}-{random_hex(8)}"
         self._f: BinaryIO | None = open(self.path, "xb")  # noqa: SIM115 - closed in commit/abort
         self._h = hashlib.sha256()
         self.size = 0
@@ -152,6 +150,8 @@ class ContentStore:
             if pid_s.isdigit() and _pid_alive(int(pid_s)):
                 continue
             if p.is_dir():
+                import shutil
+
                 shutil.rmtree(p, ignore_errors=True)
             else:
                 with contextlib.suppress(FileNotFoundError):

@@ -12,13 +12,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from dockyard.digest import CHUNK, hex_of
+from dockyard.digest import CHUNK, hex_of, random_hex
 from dockyard.store.content import BlobWriter, _pid_alive
 from dockyard.store.metadata import MetadataDB
 
@@ -88,7 +87,7 @@ class LayerStore:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     def new_tmp(self) -> Path:
-        d = self.root / f"tmp-{os.getpid()}-{secrets.token_hex(6)}"
+        d = self.root / f"tmp-{os.getpid()}-{random_hex(6)}"
         (d / "diff").mkdir(parents=True)
         return d
 
@@ -125,7 +124,7 @@ class LayerStore:
         d = self.root / (row["dir"] if row else hex_of(chain_id))
         self.db.remove_layer(chain_id)
         if d.exists():
-            trash = self.root / f"tmp-{os.getpid()}-del-{secrets.token_hex(4)}"
+            trash = self.root / f"tmp-{os.getpid()}-del-{random_hex(4)}"
             with contextlib.suppress(OSError):
                 os.rename(d, trash)
                 d = trash

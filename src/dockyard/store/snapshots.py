@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,4 +146,6 @@ def unmount(snap: Snapshot) -> None:
 def remove(snap: Snapshot) -> None:
     unmount(snap)
     with contextlib.suppress(FileNotFoundError):
+        import shutil
+
         shutil.rmtree(snap.base)
