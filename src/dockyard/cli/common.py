@@ -46,6 +46,22 @@ class IntrospectParser(BaseException):
         self.parser = parser
 
 
+def parse_filters(values: list[str], allowed: tuple[str, ...] | None = None) -> dict[str, list[str]]:
+    """``--filter key=value`` flags (repeatable) as Docker reads them: keys lower-cased, values kept."""
+    from dockyard.errors import InvalidArgument
+
+    out: dict[str, list[str]] = {}
+    for v in values:
+        if "=" not in v:
+            raise InvalidArgument(f"bad format of filter (expected name=value): {v!r}")
+        k, _, val = v.partition("=")
+        k = k.strip().lower()
+        if allowed is not None and k not in allowed:
+            raise InvalidArgument(f"invalid filter '{k}'")
+        out.setdefault(k, []).append(val.strip())
+    return out
+
+
 def engine() -> Engine:
     from dockyard.engine import Engine
 

@@ -8,19 +8,9 @@ import sys
 import time
 from typing import Any
 
-from dockyard.cli.common import Parser, engine, print_json, report
+from dockyard.cli.common import Parser, engine, parse_filters, print_json, report
 from dockyard.cli.format import ago, human_size, parse_rfc3339, short_id, table
 from dockyard.errors import DockyardError, InvalidArgument, NotFound
-
-
-def _parse_filters(values: list[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for v in values:
-        if "=" not in v:
-            raise InvalidArgument(f"bad format of filter (expected name=value): {v!r}")
-        k, _, val = v.partition("=")
-        out.setdefault(k.strip().lower(), []).append(val.strip())
-    return out
 
 
 def images(name: str, argv: list[str]) -> int:
@@ -35,10 +25,7 @@ def images(name: str, argv: list[str]) -> int:
     a = p.parse_args(argv)
     from dockyard.image import reference
 
-    filters = _parse_filters(a.filter)
-    for k in filters:
-        if k not in ("dangling", "reference", "before", "since", "label"):
-            raise InvalidArgument(f"invalid filter '{k}'")
+    filters = parse_filters(a.filter, ("dangling", "reference", "before", "since", "label"))
     with engine() as eng:
         recs = eng.list_images()
         ref_filter = filters.get("reference", [])

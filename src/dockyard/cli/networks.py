@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from dockyard.cli.common import Parser, engine, print_json, report
+from dockyard.cli.common import Parser, engine, parse_filters, print_json, report
 from dockyard.cli.format import short_id, table
 from dockyard.errors import DockyardError, InvalidArgument
 
@@ -51,19 +51,6 @@ def create(name: str, argv: list[str]) -> int:
     return 0
 
 
-def _parse_filters(values: list[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for v in values:
-        if "=" not in v:
-            raise InvalidArgument(f"bad format of filter (expected name=value): {v!r}")
-        k, _, val = v.partition("=")
-        k = k.strip().lower()
-        if k not in ("name", "id", "driver", "label", "type", "scope", "dangling"):
-            raise InvalidArgument(f"invalid filter '{k}'")
-        out.setdefault(k, []).append(val.strip())
-    return out
-
-
 def _matches(net: dict[str, Any], filters: dict[str, list[str]], in_use: set[str]) -> bool:
     from dockyard.ops.networks import BUILTIN
 
@@ -102,7 +89,7 @@ def ls(name: str, argv: list[str]) -> int:
     a = p.parse_args(argv)
     from dockyard.ops import networks
 
-    filters = _parse_filters(a.filter)
+    filters = parse_filters(a.filter, ("name", "id", "driver", "label", "type", "scope", "dangling"))
     with engine() as eng:
         nets = networks.list_networks(eng)
         in_use = {r[0] for r in eng.db.conn.execute("SELECT DISTINCT network_id FROM endpoints WHERE ip IS NOT NULL")}

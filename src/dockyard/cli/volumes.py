@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from dockyard.cli.common import Parser, engine, print_json, report
+from dockyard.cli.common import Parser, engine, parse_filters, print_json, report
 from dockyard.errors import DockyardError, InvalidArgument
 
 
@@ -16,16 +16,6 @@ def _key_values(values: list[str], what: str) -> dict[str, str]:
         if not k:
             raise InvalidArgument(f"invalid argument \"{v}\" for \"{what}\" flag: invalid key/value pair")
         out[k] = val
-    return out
-
-
-def _filters(values: list[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for v in values:
-        if "=" not in v:
-            raise InvalidArgument(f"bad format of filter (expected name=value): {v!r}")
-        k, _, val = v.partition("=")
-        out.setdefault(k.strip().lower(), []).append(val.strip())
     return out
 
 
@@ -54,7 +44,7 @@ def ls(name: str, argv: list[str]) -> int:
     p.add_argument("-f", "--filter", action="append", default=[], help="Provide filter values (e.g. \"dangling=true\")")
     p.add_argument("--format", help="Format output using a Go template")
     a = p.parse_args(argv)
-    filters = _filters(a.filter)
+    filters = parse_filters(a.filter)
     for k in filters:
         if k not in ("dangling", "driver", "label", "name"):
             raise InvalidArgument(f"invalid filter '{k}'")
@@ -148,7 +138,7 @@ def prune(name: str, argv: list[str]) -> int:
     p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
     p.add_argument("--filter", action="append", default=[], help="Provide filter values (e.g. \"label=<label>\")")
     a = p.parse_args(argv)
-    filters = _filters(a.filter)
+    filters = parse_filters(a.filter)
     if not a.force and sys.stdin.isatty():
         what = "all local volumes" if a.all else "anonymous local volumes"
         sys.stdout.write(f"WARNING! This will remove {what} not used by at least one container.\n"

@@ -75,7 +75,7 @@ def _decode(row: Any) -> dict[str, Any]:
     return d
 
 
-def _proc_start(pid: int) -> str | None:
+def proc_start(pid: int) -> str | None:
     """The start time of a live process (a zombie is not live: nobody may reap a dead monitor)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -87,7 +87,7 @@ def _proc_start(pid: int) -> str | None:
 
 def monitor_alive(state: dict[str, Any]) -> bool:
     pid = state.get("monitor_pid")
-    return isinstance(pid, int) and pid > 0 and _proc_start(pid) == state.get("monitor_start")
+    return isinstance(pid, int) and pid > 0 and proc_start(pid) == state.get("monitor_start")
 
 
 def refresh(eng: Engine, c: dict[str, Any]) -> dict[str, Any]:
@@ -362,7 +362,7 @@ def _start_locked(eng: Engine, c: dict[str, Any], *, wait_attach: bool, lock_fd:
             with _Engine(root) as e:
                 e.db.update_container_state(cid, status="running", pid=init_pid, started_at=time.time(),
                                             exit_code=0, error="", oom_killed=False, finished_at=None,
-                                            monitor_pid=os.getpid(), monitor_start=_proc_start(os.getpid()))
+                                            monitor_pid=os.getpid(), monitor_start=proc_start(os.getpid()))
 
         def on_exited(code: int, oom: bool) -> Callable[[], None] | None:
             with _Engine(root) as e:
@@ -754,37 +754,11 @@ def export(eng: Engine, c: dict[str, Any], output: str | None) -> None:
             raise
 
 
-def resolve_in_root(root: Path, path: str, *, follow_last: bool = True) -> Path:
-    """``path`` inside a container's root, symlinks resolved as the container would see them.
-
-    Never leaves ``root``: ``..`` stops at it and absolute link targets restart from it.
-    """
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    resolved: list[str] = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = root.joinpath(*resolved, part)
-        if candidate.is_symlink() and (parts or follow_last):
-            hops += 1
-            if hops > 40:
-                raise InvalidArgument(f"too many levels of symbolic links: {path}")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                resolved = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        resolved.append(part)
-    return root.joinpath(*resolved)
-
-
 def copy(eng: Engine, src: str, dest: str) -> None:
     """``docker cp`` in either direction, with Docker's rules for directories and trailing slashes."""
     import shutil
+
+    from dockyard.store import snapshots
 
     def split(arg: str) -> tuple[str | None, str]:
         if ":" in arg and not arg.startswith(("/", ".")):
@@ -802,11 +776,11 @@ def copy(eng: Engine, src: str, dest: str) -> None:
     c = resolve(eng, name)
     with mounted(eng, c) as rootfs:
         if s_name is not None:
-            source = resolve_in_root(rootfs, s_path)
+            source = snapshots.resolve_in_root(rootfs, s_path)
             target = Path(d_path)
         else:
             source = Path(s_path)
-            target = resolve_in_root(rootfs, d_path)
+            target = snapshots.resolve_in_root(rootfs, d_path)
         if not os.path.lexists(source):
             raise InvalidArgument(f"Could not find the file {s_path} in container {name}" if s_name
                                   else f"stat {s_path}: no such file or directory")

@@ -99,12 +99,9 @@ def _locked() -> Iterator[None]:
 
 
 def _proc_start(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if fields[0] in ("Z", "X") else fields[19]
+    from dockyard.ops.containers import proc_start
+
+    return proc_start(pid)
 
 
 def _lease_path(ip: str) -> Path:

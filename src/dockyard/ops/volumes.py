@@ -210,12 +210,9 @@ def _unmount_all(path: Path) -> None:
 
 
 def _is_mountpoint(path: Path) -> bool:
-    p = str(path)
-    try:
-        with open("/proc/self/mountinfo") as f:
-            return any(line.split()[4] == p for line in f)
-    except OSError:
-        return False
+    from dockyard.store.snapshots import is_mounted
+
+    return is_mounted(path)
 
 
 def _delete(eng: Engine, name: str) -> None:
@@ -440,27 +437,13 @@ def _lookup(image_rootfs: Path | ImageLookup, path: str) -> Path | None:
 
 def resolve_in_root(root: Path, path: str) -> Path | None:
     """``path`` under ``root`` with symlinks resolved as the container sees them; None if missing."""
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    resolved: list[str] = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = root.joinpath(*resolved, part)
-        if candidate.is_symlink():
-            hops += 1
-            if hops > 40:
-                return None
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                resolved = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        resolved.append(part)
-    p = root.joinpath(*resolved)
+    from dockyard.errors import InvalidArgument
+    from dockyard.store import snapshots
+
+    try:
+        p = snapshots.resolve_in_root(root, path)
+    except InvalidArgument:  # a symlink loop
+        return None
     return p if os.path.lexists(p) else None
 
 

@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from dockyard.errors import RuntimeFailure
+from dockyard.errors import InvalidArgument, RuntimeFailure
 
 MNT_DETACH = 2
 
@@ -149,3 +149,31 @@ def remove(snap: Snapshot) -> None:
         import shutil
 
         shutil.rmtree(snap.base)
+
+
+def resolve_in_root(root: Path, path: str, *, follow_last: bool = True) -> Path:
+    """``path`` inside a container's root, symlinks resolved as the container would see them.
+
+    Never leaves ``root``: ``..`` stops at it and absolute link targets restart from it.
+    """
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    resolved: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = root.joinpath(*resolved, part)
+        if candidate.is_symlink() and (parts or follow_last):
+            hops += 1
+            if hops > 40:
+                raise InvalidArgument(f"too many levels of symbolic links: {path}")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            continue
+        resolved.append(part)
+    return root.joinpath(*resolved)
