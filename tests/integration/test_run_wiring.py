@@ -105,3 +105,28 @@ def test_gpus_without_a_gpu_is_a_clear_error(cli: CLI, busybox_image: str) -> No
     r = cli("run", "--rm", "--gpus", "all", "busybox", "true", check=False)
     assert r.returncode == 125 and "could not select device driver" in r.stderr
     assert cli("ps", "-aq").stdout.strip() == ""
+
+
+def test_x11_flag_shares_the_display_socket_and_a_cookie(cli: CLI, busybox_image: str, tmp_path: Path) -> None:
+    import shutil
+
+    if not (shutil.which("Xvfb") and shutil.which("xauth")):
+        pytest.skip("Xvfb/xauth are not installed (scripts/setup installs them)")
+    display = ":93"
+    xvfb = subprocess.Popen(["Xvfb", display, "-nolisten", "tcp"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(50):
+            if Path("/tmp/.X11-unix/X93").exists():
+                break
+            time.sleep(0.1)
+        auth = tmp_path / "xauth"
+        subprocess.run(["xauth", "-f", str(auth), "generate", display, ".", "trusted"], check=True,
+                       capture_output=True)
+        out = cli("run", "--rm", "--x11", "--network", "none", "busybox", "sh", "-c",
+                  "echo $DISPLAY $XAUTHORITY; ls /tmp/.X11-unix; wc -c < /tmp/.Xauthority",
+                  env={"DISPLAY": display, "XAUTHORITY": str(auth)}).stdout.split()
+        assert out[:3] == [display, "/tmp/.Xauthority", "X93"] and int(out[3]) > 0
+    finally:
+        xvfb.terminate()
+        xvfb.wait(10)
