@@ -462,3 +462,64 @@ def test_run_rm_bridge_and_none(cli: CLI) -> None:
     r = subprocess.run([str(DOCKYARD_BIN), "--root", str(cli.root), "run", "--rm", "--network", "none", "busybox",
                         "ip", "-4", "addr"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "eth0" not in r.stdout and "inet 127.0.0.1" in r.stdout
+
+
+# ---- the stdlib netlink fast path against pyroute2 ------------------------------------------
+def _netns_view(pid: int) -> dict[str, str]:
+    """``ip`` (the host's iproute2) inside ``pid``'s namespace: addresses, routes, links."""
+    import re
+
+    def ip(*args: str) -> str:
+        p = subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", *args], capture_output=True, text=True, timeout=10)
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+
+    return {"addr": ip("-o", "-4", "addr"), "route": ip("route"),
+            # peer index (eth0@if123) and the host-side ifindex differ from run to run
+            "link": re.sub(r"@if\d+", "", ip("-o", "link"))}
+
+
+def test_fast_path_and_pyroute2_plumb_the_same(cli: CLI, eng: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    views = {}
+    for mode in ("fast", "pyroute2", "fallback"):
+        monkeypatch.setenv("DOCKYARD_NETLINK", "pyroute2" if mode == "pyroute2" else "")
+        if mode == "fallback":  # the fast path fails in a way that is not a configuration error
+            def broken(pid: int, itf: kn.Interface) -> None:
+                raise OSError(22, "Invalid argument")
+
+            monkeypatch.setattr(kn, "_add_interface_fast", broken)
+        c = start(cli, f"same-{mode}", "sleep", "300")
+        s = attach(eng, c)
+        veth = eng.db.conn.execute("SELECT host_ifname FROM endpoints WHERE container_id=?", (c["id"],)).fetchone()[0]
+        assert kn.link_exists(veth) and kn.link_is_up(veth)
+        with open(f"/sys/class/net/{veth}/master/uevent") as f:
+            assert f"INTERFACE={networks.DEFAULT_BRIDGE}" in f.read()
+        views[mode] = _netns_view(c["state"]["pid"])
+        assert f"inet {s['IPAddress']}/16" in views[mode]["addr"]
+        assert s["MacAddress"] in views[mode]["link"] and "mtu 1500" in views[mode]["link"]
+        assert f"default via {s['Gateway']} dev eth0" in views[mode]["route"]
+        networks.detach(eng, c, forget=True)
+        assert not kn.link_exists(veth)
+        assert kn.netns_links(c["state"]["pid"]) == ["lo"]
+        cli("rm", "-f", c["id"])
+    assert views["fast"] == views["pyroute2"] == views["fallback"]
+
+
+def test_run_rm_leaves_no_veth_and_skips_setup_when_done(cli: CLI, eng: Engine) -> None:
+    if not _wired(cli):
+        pytest.skip("run does not set up bridge networking yet")
+    mine = set(kn.links(networks.VETH_PREFIX, "veth"))
+    r = subprocess.run([str(DOCKYARD_BIN), "--root", str(cli.root), "run", "--rm", "busybox", "ip", "-o", "link"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "eth0" in r.stdout, r.stderr
+    assert set(kn.links(networks.VETH_PREFIX, "veth")) <= mine
+    net = networks.resolve_network(eng, "bridge")
+    gw = networks.ipaddress.IPv4Interface(f"{net['gateway']}/{networks.ipaddress.IPv4Network(net['subnet']).prefixlen}")
+    with networks._locked():
+        assert networks._network_ready(net, gw)
+        # Anyone's change to the ruleset makes the marker stale; the next setup checks and re-marks.
+        for cmd in ("add table ip dyt_probe", "delete table ip dyt_probe"):
+            subprocess.run(["nft", *cmd.split()], check=True)
+        assert not networks._network_ready(net, gw)
+        networks._network_up(net)
+        assert networks._network_ready(net, gw)

@@ -571,3 +571,36 @@ def test_pull_from_dockyard_registry(real_registry: Server, dockyard_registry: S
     assert "Mounted from via/ours" in out.getvalue()
     raw = skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{dockyard_registry.host}/via/again:v2").stdout
     assert hashlib.sha256(raw.encode()).hexdigest() == img.manifest_digest.split(":")[1]
+
+
+def test_push_threads_keep_the_upload_limit_and_the_error_order() -> None:
+    import threading
+    import time
+
+    from dockyard.ops.push import _run_in_threads
+
+    lock = threading.Lock()
+    running = {"layers": 0, "peak": 0}
+    order: list[int] = []
+
+    def layer(i: int) -> None:
+        with lock:
+            running["layers"] += 1
+            running["peak"] = max(running["peak"], running["layers"])
+            order.append(i)
+        time.sleep(0.02)
+        with lock:
+            running["layers"] -= 1
+        if i in (3, 5):
+            raise ValueError(f"layer {i}")
+
+    def config() -> None:
+        raise KeyError("config")
+
+    tasks = [lambda i=i: layer(i) for i in range(8)]
+    errors = _run_in_threads([tasks, [config]], [2, 1])
+    assert running["peak"] == 2  # the config's thread never takes a layer
+    assert sorted(order) == list(range(8)) and order[:2] in ([0, 1], [1, 0])
+    assert [type(e).__name__ if e else None for e in errors] == \
+        [None, None, None, "ValueError", None, "ValueError", None, None, "KeyError"]
+    assert str(errors[3]) == "layer 3"

@@ -379,3 +379,94 @@ def test_endpoint_override_serves_a_registry_name_from_elsewhere() -> None:
     assert cfg.endpoints("docker.io") == ["http://127.0.0.1:5000"]
     assert cfg.endpoints("ghcr.io") == ["http://127.0.0.1:6000"]
     assert cfg.endpoints("quay.io") == ["https://quay.io"]
+
+
+# ---- start-up: TLS context and httpx import ------------------------------------------------------
+class _OkHandler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A TLS server for 127.0.0.1 with a self-signed certificate: (host:port, certificate)."""
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "2", "-subj", "/CN=localhost", "-addext",
+                    "subjectAltName=IP:127.0.0.1,DNS:localhost"], check=True, capture_output=True)
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _OkHandler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{srv.server_address[1]}", cert
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_tls_is_verified_with_the_ca_bundle_loaded_at_first_handshake(
+        tls_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from dockyard.errors import RegistryError
+    from dockyard.registry.client import RegistryClient
+
+    host, cert = tls_server
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    with RegistryClient(host, base_url=f"https://{host}") as c:
+        ctx = c.http._transport._pool._ssl_context
+        assert ctx.cert_store_stats()["x509_ca"] == 0  # nothing loaded before a TLS connection
+        with pytest.raises(RegistryError, match="tls: failed to verify certificate"):
+            c.ping()
+        assert ctx.cert_store_stats()["x509_ca"] > 0  # certifi's bundle, as httpx's verify=True
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # honoured, as httpx does
+    with RegistryClient(host, base_url=f"https://{host}") as c:
+        assert c.ping().status_code == 200
+
+
+def test_plain_http_client_loads_no_ca_bundle() -> None:
+    from dockyard.registry.client import RegistryClient
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _OkHandler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        host = f"127.0.0.1:{srv.server_address[1]}"
+        with RegistryClient(host) as c:
+            assert c.base_url == f"http://{host}"
+            assert c.ping().status_code == 200
+            ctx = c.http._transport._pool._ssl_context
+            assert ctx.cert_store_stats()["x509_ca"] == 0
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_httpx_is_imported_without_its_command_line_client() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom dockyard.registry.client import RegistryClient\nRegistryClient('127.0.0.1:1').close()\n"
+            "import httpx\nprint(callable(httpx.main), 'httpx._main' in sys.modules, 'click' in sys.modules,"
+            " 'pygments' in sys.modules)\nsys.argv = ['httpx', '--help']\nhttpx.main()\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    lines = r.stdout.splitlines()
+    assert lines[0] == "True False False False"
+    try:  # httpx.main still works: the real command-line client, or httpx's own words without it
+        import rich  # noqa: F401
+    except ImportError:
+        assert r.returncode == 1
+        assert "pip install 'httpx[cli]'" in r.stdout
+    else:
+        assert r.returncode == 0, r.stderr

@@ -206,10 +206,8 @@ def _mount_from(values: list[str]) -> list[str]:
 def plan(dockerfile: Dockerfile, *, build_args: Mapping[str, str] | None = None, target: str | None = None,
          platform: Platform | None = None) -> BuildPlan:
     """Split ``dockerfile`` into stages and work out which are needed for ``target``."""
-    from dockyard.image.oci import host_platform
-
     build_args = dict(build_args or {})
-    host = host_platform()
+    host = _host_platform()
     meta: dict[str, str] = platform_args(platform or host, host)
     declared: list[str] = []
     stages: list[Stage] = []
@@ -464,6 +462,26 @@ def _canonical(instr: Instruction) -> list[Any]:
             [[h.name, h.content, h.expand, h.chomp] for h in instr.heredocs]]
 
 
+def _may_have_stale_work_dirs(eng: Engine) -> bool:
+    """Whether ``<root>/build`` holds work directories (``tmp-*``) that :func:`executor.cleanup_stale`
+    would look at; when it holds none, the executor module need not be loaded at all."""
+    try:
+        names = os.listdir(eng.root / "build")
+    except OSError:
+        return False
+    return any(n.startswith("tmp-") for n in names)
+
+
+def _host_platform() -> Platform:
+    """:func:`dockyard.image.oci.host_platform`, with ``os.uname()`` in place of ``platform.machine()``
+    (the same value on Linux; the ``platform`` module costs milliseconds to import)."""
+    from dockyard.image.oci import Platform, normalize_arch
+
+    arch = normalize_arch(os.uname().machine)
+    variant = "v8" if arch == "arm64" else ("v7" if arch == "arm" else None)
+    return Platform("linux", arch, variant)
+
+
 def _clean_abs(path: str) -> str:
     from dockyard.build.context import clean_path
 
@@ -478,13 +496,13 @@ def _clean_abs(path: str) -> str:
 class Builder:
     def __init__(self, eng: Engine, context: BuildContext, opts: BuildOptions,
                  out: TextIO | None = None) -> None:
-        from dockyard.image.oci import Platform, host_platform
+        from dockyard.image.oci import Platform
 
         self.eng = eng
         self.context = context
         self.opts = opts
         self.progress = Progress(out if out is not None else sys.stdout, quiet=opts.quiet)
-        self.host = host_platform()
+        self.host = _host_platform()
         self.target_platform = Platform.parse(opts.platform) if opts.platform else self.host
         self.dockerfile: Dockerfile | None = None
         self.plan: BuildPlan | None = None
@@ -495,7 +513,6 @@ class Builder:
 
     # ---- entry point ---------------------------------------------------------------------
     def build(self) -> BuildResult:
-        from dockyard.build import executor
         from dockyard.build.dockerfile import lint
         from dockyard.image import reference
 
@@ -519,7 +536,10 @@ class Builder:
         self.consumed_args.update(self.plan.meta_declared)
         with self.eng.layers.using():
             self.eng.cleanup()
-            executor.cleanup_stale(self.eng)
+            if _may_have_stale_work_dirs(self.eng):
+                from dockyard.build import executor
+
+                executor.cleanup_stale(self.eng)
             for idx in self.plan.order:
                 self._stage_result(idx)
             final = self.results[self.plan.target]
@@ -977,8 +997,6 @@ class Builder:
 
     # ---- RUN -----------------------------------------------------------------------------
     def _run(self, st: _StageState, instr: Instruction, vertex: Vertex | None) -> None:
-        from dockyard.build import executor
-
         assert vertex is not None
         flags = parse_flags(instr, {"mount", "network", "security"}, repeatable={"mount"})
         network = flags.get("network", "default")
@@ -989,8 +1007,11 @@ class Builder:
         security = flags.get("security", "sandbox")
         if security not in ("sandbox", "insecure"):
             raise instr.error(f"unsupported security mode {security!r}")
-        mounts = [executor.parse_run_mount(m, expand=lambda s: self._x(st, s, instr))
-                  for m in flags.all("mount")]
+        mounts: list[RunMount] = []
+        if flags.all("mount"):
+            from dockyard.build.executor import parse_run_mount
+
+            mounts = [parse_run_mount(m, expand=lambda s: self._x(st, s, instr)) for m in flags.all("mount")]
         wd = str(st.config.get("WorkingDir") or "/")
         for m in mounts:
             if m.target and not m.target.startswith("/"):
@@ -1039,6 +1060,8 @@ class Builder:
         if self._adopt(st, key):
             vertex.cached()
             return
+        from dockyard.build import executor  # only now: a fully cached build never loads it
+
         with self._rootfs(st) as (rootfs, scratch), contextlib.ExitStack() as stack:
             oci_mounts: list[dict[str, Any]] = []
             for i, m in enumerate(mounts):

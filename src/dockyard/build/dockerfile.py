@@ -23,12 +23,10 @@ MAINTAINER, JSON-looking arguments that are not valid JSON).
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any, NamedTuple
 
 from dockyard.build.shell import GO_SPACE_CHARS, ShellLexer, go_quote, go_quote_list, is_go_space
@@ -91,9 +89,10 @@ _COMMENT_HASH_HINT = (
 
 _RE_WHITESPACE = re.compile(r"[\t\v\f\r ]+")
 _RE_DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*\Z", re.ASCII)
-_RE_HEREDOC = re.compile(r"^([0-9]*)<<(-?)([^<]*)\Z")
-_RE_LEADING_TABS = re.compile(r"^\t+", re.MULTILINE)
-_RE_STAGE_NAME = re.compile(r"^[a-z][a-z0-9\-_.]*\Z")
+# Patterns needed only by some Dockerfiles: compiled on first use (re caches them), not at import.
+_RE_HEREDOC = r"^([0-9]*)<<(-?)([^<]*)\Z"
+_RE_LEADING_TABS = r"^\t+"
+_RE_STAGE_NAME = r"^[a-z][a-z0-9\-_.]*\Z"
 _VALID_DIRECTIVES = ("syntax", "escape", "check")
 
 
@@ -121,7 +120,7 @@ class Heredoc:
     @property
     def text(self) -> str:
         """The body as the builder should use it: leading tabs removed for ``<<-``."""
-        return _RE_LEADING_TABS.sub("", self.content) if self.chomp else self.content
+        return re.sub(_RE_LEADING_TABS, "", self.content, flags=re.MULTILINE) if self.chomp else self.content
 
 
 @dataclass
@@ -575,6 +574,8 @@ def _parse_health_config(rest: str) -> _Parsed:
 
 def _unknown_instruction(keyword: str) -> _ParseError:
     message = f"unknown instruction: {keyword}"
+    import difflib
+
     close = difflib.get_close_matches(keyword.lower(), sorted(INSTRUCTIONS), n=1, cutoff=0.6)
     if close:
         message += f" (did you mean {close[0].upper()}?)"
@@ -649,7 +650,7 @@ def _can_contain_heredoc(instr: Instruction) -> bool:
 
 def _heredoc_from_word(word: str) -> Heredoc | None:
     """A Heredoc if ``word`` looks like ``[n]<<[-]NAME``; the name's quoting decides ``expand``."""
-    match = _RE_HEREDOC.match(word)
+    match = re.match(_RE_HEREDOC, word) if "<<" in word else None
     if match is None:
         return None
     fd = int(match.group(1)) if match.group(1) else 0
@@ -938,7 +939,7 @@ def parse_from(instr: Instruction) -> FromSpec:
     stage: str | None = None
     if len(instr.args) == 3:
         stage = instr.args[2].lower()
-        if not _RE_STAGE_NAME.match(stage):
+        if not re.match(_RE_STAGE_NAME, stage):
             raise instr.error(
                 f"invalid name for build stage: {go_quote(instr.args[2])}, "
                 "name can't start with a number or contain symbols"
@@ -984,7 +985,7 @@ _DURATION_UNITS = {
     "m": 60_000_000_000,
     "h": 3_600_000_000_000,
 }
-_RE_DURATION_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)([^0-9.]*)")
+_RE_DURATION_PART = r"([0-9]*(?:\.[0-9]*)?)([^0-9.]*)"
 _MAX_DURATION = 2**63 - 1
 
 
@@ -1004,10 +1005,13 @@ def parse_duration(text: str) -> int:
         return 0
     if rest == "":
         raise ValueError(f"time: invalid duration {quoted}")
+    from fractions import Fraction
+
     total = Fraction(0)
     pos = 0
+    part = re.compile(_RE_DURATION_PART)
     while pos < len(rest):
-        match = _RE_DURATION_PART.match(rest, pos)
+        match = part.match(rest, pos)
         assert match is not None  # the pattern can match the empty string
         number, unit = match.group(1), match.group(2)
         if number in ("", "."):

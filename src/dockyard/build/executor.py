@@ -20,19 +20,15 @@ with their parents' mtimes restored, as BuildKit does, so they never end up in a
 from __future__ import annotations
 
 import contextlib
-import csv
 import errno
 import os
-import secrets
-import shutil
 import stat
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from dockyard.build.context import IgnoreMatcher, SourceTree
 from dockyard.errors import BuildError, DockyardError
@@ -40,6 +36,7 @@ from dockyard.errors import BuildError, DockyardError
 if TYPE_CHECKING:
     from dockyard.engine import Engine, NewLayer
     from dockyard.store.layerstore import LayerInfo
+    from dockyard.store.snapshots import Snapshot
 
 BUILD_HOSTNAME = "buildkitsandbox"
 MNT_DETACH = 2
@@ -48,6 +45,11 @@ MNT_DETACH = 2
 # --------------------------------------------------------------------------------------------
 # Work directories
 # --------------------------------------------------------------------------------------------
+
+
+def _token_hex(nbytes: int) -> str:
+    """``secrets.token_hex`` (which is ``os.urandom(n).hex()``) without importing secrets, random, hmac..."""
+    return os.urandom(nbytes).hex()
 
 
 def work_root(eng: Engine) -> Path:
@@ -145,7 +147,7 @@ class Scratch:
     """A temporary directory for one step (or one build); removed, mounts and all, on close."""
 
     def __init__(self, eng: Engine, kind: str = "step") -> None:
-        self.path = work_root(eng) / f"tmp-{os.getpid()}-{kind}-{secrets.token_hex(6)}"
+        self.path = work_root(eng) / f"tmp-{os.getpid()}-{kind}-{_token_hex(6)}"
         self.path.mkdir(mode=0o700)
 
     def sub(self, name: str) -> Path:
@@ -266,7 +268,8 @@ class Rootfs:
             remove_tree(init)
             init.mkdir()
         try:
-            snapshots.mount(self.snap)
+            if not _mount_volatile(self.snap):
+                snapshots.mount(self.snap)
         except DockyardError as e:
             raise BuildError(f"mounting the build's root filesystem failed: {e}")
         self.path = str(self.snap.rootfs)
@@ -288,13 +291,45 @@ class Rootfs:
         with os.scandir(upper) as it:
             if next(it, None) is None:
                 return None
-        with tempfile.TemporaryFile(dir=self.snap.base) as f:
+        with _temporary_file(self.snap.base) as f:
             layers.write_diff_tar(upper, f, lower_dirs=lowers_top_first)
             f.seek(0)
             if not any(f.read(512)):
                 return None
             f.seek(0)
             return eng.add_layer_from_tar(f, self.parent_chain)
+
+
+def _mount_volatile(snap: Snapshot) -> bool:
+    """Mount a step's overlay with ``volatile`` (Linux 5.10+): no syncs reach the upper dir's filesystem.
+
+    The upper dir is thrown away (once :meth:`Rootfs.commit` has streamed it into the content store,
+    which syncs what it keeps), so its data never needs to be on disk: without ``volatile`` every
+    ``fsync`` in a RUN step, and the unmount itself, sync the whole host filesystem. False where the
+    kernel refuses the option; the caller then mounts as containers do.
+    """
+    from dockyard.store import snapshots
+
+    if snap.driver != "overlay":
+        return False
+    opts = snapshots._overlay_options(snap)
+    try:
+        _mount("overlay", str(snap.rootfs), "overlay", 0, opts + ",index=off,redirect_dir=off,metacopy=off,volatile")
+    except OSError:
+        return False
+    return True
+
+
+def _temporary_file(directory: str | os.PathLike[str]) -> BinaryIO:
+    """An unnamed ``w+b`` file in ``directory``: what ``tempfile.TemporaryFile`` makes on Linux
+    (``O_TMPFILE``), without importing tempfile (and shutil, random) on the RUN path."""
+    try:
+        fd = os.open(directory, os.O_RDWR | os.O_TMPFILE | os.O_CLOEXEC, 0o600)
+    except (OSError, AttributeError):
+        import tempfile
+
+        return tempfile.TemporaryFile(dir=directory)
+    return open(fd, "w+b")  # noqa: SIM115 - the caller closes it
 
 
 def _xattrs(path: str) -> dict[str, bytes]:
@@ -503,13 +538,12 @@ def run_container(eng: Engine, rootfs: Rootfs, scratch: Path, req: RunRequest,
     Raises BuildError if the container cannot be created or its command cannot be started.
     """
     import json
-    import socket
 
     from dockyard.runtime import spec as specmod
     from dockyard.runtime.builtin import BuiltinRuntime
     from dockyard.runtime.runopts import RunOptions
 
-    cid = "build-" + secrets.token_hex(16)
+    cid = "build-" + _token_hex(16)
     bundle = scratch / "bundle"
     bundle.mkdir(parents=True, exist_ok=True)
     (bundle / "hostname").write_text(req.hostname + "\n")
@@ -525,7 +559,7 @@ def run_container(eng: Engine, rootfs: Rootfs, scratch: Path, req: RunRequest,
             resolv_conf_path=str(bundle / "resolv.conf"),
             passwd_text=read_root_file(rootfs.path, "/etc/passwd"),
             group_text=read_root_file(rootfs.path, "/etc/group"),
-            host_hostname=socket.gethostname(),
+            host_hostname=os.uname().nodename,  # socket.gethostname(), without socket
         )
     except DockyardError as e:
         raise BuildError(str(e))
@@ -623,6 +657,8 @@ _MOUNT_TYPES = ("bind", "cache", "tmpfs", "secret", "ssh")
 
 def parse_run_mount(value: str, expand: Callable[[str], str] = lambda s: s) -> RunMount:
     """Parse one ``--mount`` value (CSV of ``key=value`` and bare flags), BuildKit's rules."""
+    import csv
+
     try:
         fields = next(csv.reader([value]))
     except (csv.Error, StopIteration):
@@ -740,6 +776,8 @@ def writable_view(source: str, scratch: Path) -> str:
                f"lowerdir={source},upperdir={upper},workdir={work},index=off")
     except OSError:
         # overlay cannot stack on this source (e.g. it is itself an overlay): copy it instead
+        import shutil
+
         remove_dir(merged)
         shutil.copytree(source, merged, symlinks=True)
     return str(merged)
@@ -749,6 +787,8 @@ def writable_view(source: str, scratch: Path) -> str:
 def cache_dir(eng: Engine, m: RunMount, seed: Callable[[str], None] | None = None) -> Iterator[str]:
     """The persistent directory of a cache mount, locked per its ``sharing`` mode while in use."""
     import fcntl
+    import shutil
+    import tempfile
     from urllib.parse import quote
 
     base = eng.root / "build-cache-mounts"

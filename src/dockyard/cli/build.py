@@ -87,9 +87,11 @@ def build(name: str, argv: list[str]) -> int:
 
 
 def _parse_secrets(values: list[str]) -> dict[str, tuple[str, str]]:
+    out: dict[str, tuple[str, str]] = {}
+    if not values:
+        return out
     import csv
 
-    out: dict[str, tuple[str, str]] = {}
     for value in values:
         fields: dict[str, str] = {}
         for part in next(csv.reader([value])):
@@ -137,9 +139,10 @@ def _read_text(path: str, shown: str) -> str:
 def _load(eng: Engine, source: str, file: str | None) -> tuple[BuildContext, str, str, str | None]:
     """(context, Dockerfile text, its name for messages, its path if it is a file) for the arguments."""
     from dockyard.build.context import BuildContext
-    from dockyard.build.executor import work_root
 
     if source == "-" or source.startswith(("http://", "https://")):
+        from dockyard.build.executor import work_root
+
         if source == "-":
             data = sys.stdin.buffer.read()
         else:

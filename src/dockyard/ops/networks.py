@@ -328,22 +328,128 @@ def _ensure_default_bridge(eng: Engine) -> dict[str, Any]:
     return net
 
 
+# ---- what is already set up: markers -----------------------------------------------------------
+# Setting a network up (bridge, address, the nftables table and the network's NAT/isolation rules)
+# costs pyroute2's import and several ``nft`` runs; done on every container start, that was most of
+# the difference between a bridge and a ``--network none`` start. So after a successful setup a
+# marker, ``<net dir>/nft/<bridge>``, records what was installed: the boot, the table layout
+# (BASE_VERSION), bridge, subnet, gateway, internal, and the nftables ruleset generation right after.
+# The next start trusts it when the boot and the generation are unchanged (nobody touched the
+# ruleset since: one netlink request) and the bridge is up with its gateway address (ioctls), and
+# takes the full path otherwise. Our own nft changes (published ports, other networks) carry the
+# markers forward to the new generation when nothing else changed the ruleset in between.
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _marker_dir() -> Path:
+    d = _net_dir() / "nft"
+    d.mkdir(exist_ok=True, mode=0o700)
+    return d
+
+
+def _marker_fields(net: dict[str, Any]) -> dict[str, Any]:
+    from dockyard.runtime import network as kn
+
+    return {"boot_id": _boot_id(), "base": kn.BASE_VERSION, "bridge": net["bridge"],
+            "subnet": str(ipaddress.IPv4Network(net["subnet"])), "gateway": str(net["gateway"]),
+            "internal": bool(net.get("internal"))}
+
+
+def _read_marker(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_marker(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(data))
+    os.rename(tmp, path)
+
+
+def _network_ready(net: dict[str, Any], gateway: ipaddress.IPv4Interface) -> bool:
+    """Cheaply: is everything ``_network_up`` would do already done? (no pyroute2, no subprocess)"""
+    from dockyard.runtime import network as kn
+
+    have = _read_marker(_marker_dir() / net["bridge"])
+    if have is None:
+        return False
+    want = _marker_fields(net)
+    if not want["boot_id"] or any(have.get(k) != v for k, v in want.items()):
+        return False
+    gen = kn.nft_generation()
+    return gen is not None and have.get("gen") == gen and kn.bridge_ready(net["bridge"], gateway)
+
+
+def _drop_markers(bridge: str | None = None) -> None:
+    with contextlib.suppress(OSError):
+        d = _marker_dir()
+        for name in [bridge] if bridge else os.listdir(d):
+            with contextlib.suppress(OSError):
+                (d / name).unlink()
+
+
+@contextlib.contextmanager
+def _nft_change() -> Iterator[None]:
+    """Around our own nft changes (the caller locks): markers of the generation before move to the
+    generation after, if our transactions are all that happened in between."""
+    from dockyard.runtime import network as kn
+
+    before, commits = kn.nft_generation(), kn.nft_commits()
+    yield
+    done = kn.nft_commits() - commits
+    if before is None or not done:
+        return
+    after = kn.nft_generation()
+    if after is None or after != (before + done) & 0xFFFFFFFF:
+        return  # someone else changed the ruleset too: the markers stay stale
+    with contextlib.suppress(OSError):
+        d = _marker_dir()
+        for name in os.listdir(d):
+            if name.startswith("."):
+                continue
+            m = _read_marker(d / name)
+            if m is not None and m.get("gen") == before:
+                _write_marker(d / name, {**m, "gen": after})
+
+
 def _network_up(net: dict[str, Any]) -> None:
     """Bridge, address and NAT for a bridge network (idempotent; the caller locks)."""
     from dockyard.runtime import network as kn
 
     subnet = ipaddress.IPv4Network(net["subnet"])
-    kn.ensure_bridge(net["bridge"], ipaddress.IPv4Interface(f"{net['gateway']}/{subnet.prefixlen}"))
+    gateway = ipaddress.IPv4Interface(f"{net['gateway']}/{subnet.prefixlen}")
+    if _network_ready(net, gateway):
+        return
+    marker = _marker_dir() / net["bridge"]
+    with contextlib.suppress(OSError):
+        marker.unlink()
+    kn.ensure_bridge(net["bridge"], gateway)
     fw = kn.Nft()
-    fw.ensure_base()
-    fw.add_network(net["bridge"], str(subnet), internal=bool(net.get("internal")))
+    with _nft_change():
+        if fw.ensure_base():  # a new table: whatever the markers say was installed is gone
+            _drop_markers()
+        fw.add_network(net["bridge"], str(subnet), internal=bool(net.get("internal")))
+    gen = kn.nft_generation()
+    if gen is not None and _boot_id():
+        with contextlib.suppress(OSError):
+            _write_marker(marker, {**_marker_fields(net), "gen": gen})
 
 
 def _network_down(net: dict[str, Any]) -> None:
     from dockyard.runtime import network as kn
 
+    _drop_markers(net["bridge"])
     if net.get("subnet"):
-        kn.Nft().remove_network(net["bridge"], net["subnet"])
+        with _nft_change():
+            kn.Nft().remove_network(net["bridge"], net["subnet"])
     kn.delete_link(net["bridge"])
 
 
@@ -692,7 +798,8 @@ def _attach_locked(eng: Engine, row: dict[str, Any], pid: int) -> None:
                             f"({cid[:12]}): Bind for {new.host_ip}:{new.host_port} failed: port is already "
                             "allocated")
                     stale.append(m)
-        fw.add_ports(maps, replace=stale)
+        with _nft_change():
+            fw.add_ports(maps, replace=stale)
     _refresh_peers(eng, cid)
 
 
@@ -754,8 +861,9 @@ def _detach_locked(eng: Engine, cid: str, *, forget: bool) -> None:
     if binds:
         from dockyard.runtime import network as kn
 
-        kn.Nft().remove_ports([kn.PortMap(b["proto"], b["host_ip"], b["host_port"], b["container_ip"],
-                                          b["container_port"]) for b in binds])
+        with _nft_change():
+            kn.Nft().remove_ports([kn.PortMap(b["proto"], b["host_ip"], b["host_port"], b["container_ip"],
+                                              b["container_port"]) for b in binds])
     root = str(eng.root)
     for ep in eps:
         if ep.get("host_ifname"):
@@ -890,8 +998,9 @@ def _disconnect_locked(eng: Engine, net: dict[str, Any], cid: str) -> None:
         return
     binds = [b for b in _bindings(eng, cid) if b["container_ip"] == ep["ip"]]
     if binds:
-        kn.Nft().remove_ports([kn.PortMap(b["proto"], b["host_ip"], b["host_port"], b["container_ip"],
-                                          b["container_port"]) for b in binds])
+        with _nft_change():
+            kn.Nft().remove_ports([kn.PortMap(b["proto"], b["host_ip"], b["host_port"], b["container_ip"],
+                                              b["container_port"]) for b in binds])
     if ep.get("host_ifname"):
         kn.delete_link(ep["host_ifname"])
     _drop_lease(ep["ip"], str(eng.root), cid)
@@ -942,7 +1051,8 @@ def sweep(eng: Engine) -> dict[str, int]:
         if fw.has_base():
             stale = [m for m in fw.port_maps() if m.container_ip not in live]
             if stale:
-                fw.remove_ports(stale)
+                with _nft_change():
+                    fw.remove_ports(stale)
                 counts["nat"] += len(stale)
         live_veths = {str(lease.get("veth")) for lease in live.values() if lease.get("veth")}
         for name in kn.links(VETH_PREFIX, "veth"):

@@ -9,18 +9,21 @@ digest. Pulled layers are already compressed and pushed as they are.
 
 Per layer, as Docker: ``HEAD`` (``Layer already exists``), else a cross-repository mount from a
 repository of the same registry that the image (or another image with that layer) was pulled from
-or pushed to, known from RepoDigests (``Mounted from x/y``), else an upload (``Pushed``). Then the
-config, then the manifest under the tag; the manifest's digest becomes a RepoDigest.
+or pushed to, known from RepoDigests (``Mounted from x/y``), else an upload (``Pushed``). The config
+goes beside the layers (on a thread of its own), then the manifest under the tag; the manifest's
+digest becomes a RepoDigest.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -160,16 +163,21 @@ class Pusher:
         n = self.config.max_concurrent_uploads
         for x in display[n:]:
             p.update(_sid(x.diff_id), "Waiting")
-        with ThreadPoolExecutor(max_workers=max(1, min(n, len(layers))), thread_name_prefix="push") as pool:
-            futs = [pool.submit(self._push_layer, client, ref, x, docker) for x in display]
-            errors = [f.exception() for f in futs]
+
+        def push_config() -> None:
+            if client.blob_exists(ref.path, rec.config_digest, push=True) is None:
+                client.upload_blob(ref.path, rec.config_digest, len(cfg_raw),
+                                   lambda: eng.content.open(rec.config_digest))
+
+        # The layers, and the config beside them (a small blob: its round trips then cost nothing
+        # after the layers); a layer's error is raised before the config's. Then the manifest.
+        layer_tasks: list[Callable[[], None]] = [
+            functools.partial(self._push_layer, client, ref, x, docker) for x in display]
+        errors = _run_in_threads([layer_tasks, [push_config]], [max(1, min(n, len(layers))), 1])
         for e in errors:
             if e is not None:
                 raise e
-        # The config, then the manifest (the original bytes when nothing changed, to keep its digest).
-        if client.blob_exists(ref.path, rec.config_digest, push=True) is None:
-            client.upload_blob(ref.path, rec.config_digest, len(cfg_raw),
-                               lambda: eng.content.open(rec.config_digest))
+        # The manifest: the original bytes when nothing changed, to keep its digest.
         mt = DOCKER_MANIFEST if docker else OCI_MANIFEST
         cfg_desc = Descriptor(DOCKER_CONFIG if docker else OCI_CONFIG, rec.config_digest, len(cfg_raw))
         descs = [Descriptor(x.media_type, x.digest, x.size) for x in layers]
@@ -230,6 +238,40 @@ class Pusher:
         p.update(sid, "Pushing", 0, x.size)
         client.upload_blob(ref.path, x.digest, x.size, lambda: eng.content.open(x.digest), on_bytes=on_bytes)
         p.update(sid, "Pushed")
+
+
+def _run_in_threads(groups: list[list[Callable[[], None]]], workers: list[int]) -> list[BaseException | None]:
+    """Run each group of tasks on its own ``workers[i]`` threads, each group's in order (a thread
+    pool without ``concurrent.futures``, whose import is a noticeable part of a push's start-up);
+    returns what each task raised (None when it did not), all groups' tasks in a row.
+    """
+    errors: list[BaseException | None] = []
+    threads: list[threading.Thread] = []
+    for tasks, n in zip(groups, workers, strict=True):
+        base = len(errors)
+        errors.extend([None] * len(tasks))
+        todo = iter(range(len(tasks)))
+        lock = threading.Lock()
+
+        def work(tasks: list[Callable[[], None]] = tasks, todo: Iterator[int] = todo,
+                 lock: threading.Lock = lock, base: int = base) -> None:
+            while True:
+                with lock:
+                    i = next(todo, None)
+                if i is None:
+                    return
+                try:
+                    tasks[i]()
+                except BaseException as e:  # handed to the caller, as a Future would
+                    errors[base + i] = e
+
+        for _ in range(min(n, len(tasks))):
+            t = threading.Thread(target=work, name=f"push_{len(threads)}")
+            t.start()
+            threads.append(t)
+    for t in threads:
+        t.join()
+    return errors
 
 
 def _sid(diff_id: str) -> str:

@@ -22,7 +22,6 @@ import contextlib
 import json
 import os
 import re
-import subprocess
 import tempfile
 import threading
 import time
@@ -143,6 +142,8 @@ def _helper_for(cfg: dict[str, Any], domain: str) -> str | None:
 
 
 def _run_helper(helper: str, action: str, stdin: str) -> str:
+    import subprocess  # here: a push or pull without a helper has no other use for it
+
     prog = f"docker-credential-{helper}"
     try:
         r = subprocess.run([prog, action], input=stdin.encode(), capture_output=True, timeout=60)

@@ -19,9 +19,12 @@ references and digests, and get bytes, streams and answers back.
 from __future__ import annotations
 
 import json
+import os
 import random
+import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlencode, urljoin, urlsplit
@@ -33,6 +36,8 @@ from dockyard.registry.auth import Authenticator, Credentials, get_credentials
 from dockyard.registry.config import DOCKER_HUB_DOMAIN, RegistryConfig
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 
 MANIFEST_ACCEPT = ", ".join((OCI_INDEX, DOCKER_MANIFEST_LIST, OCI_MANIFEST, DOCKER_MANIFEST))
@@ -40,6 +45,91 @@ MAX_MANIFEST_SIZE = 4 << 20  # as containerd and distribution limit them
 MAX_CONFIG_SIZE = 32 << 20
 USER_AGENT = f"dockyard/{__version__}"
 _CHUNK = 1 << 20
+
+
+_import_lock = threading.Lock()
+_tls_class: type | None = None
+
+
+def _import_httpx() -> None:
+    """``import httpx``, without the command-line client it imports for ``httpx.main``.
+
+    ``httpx/__init__`` does ``from ._main import main``, which loads click, pygments and rich (when
+    installed): a tenth of a push's start-up, for a function Dockyard never calls. A stand-in module
+    answers that import; it is taken out of ``sys.modules`` right after, and ``httpx.main`` imports
+    the real one when called, so ``httpx`` works as usual afterwards.
+    """
+    if "httpx" in sys.modules:
+        return
+    with _import_lock:
+        if "httpx" in sys.modules or "httpx._main" in sys.modules:
+            import httpx  # noqa: F401
+            return
+
+        def main(*args: Any, **kwargs: Any) -> Any:
+            try:
+                from httpx._main import main as real
+            except ImportError:  # what httpx/__init__ defines then
+                print("The httpx command line client could not run because the required dependencies were "
+                      "not installed.\nMake sure you've installed everything with: pip install 'httpx[cli]'")
+                sys.exit(1)
+            return real(*args, **kwargs)
+
+        stub = types.ModuleType("httpx._main")
+        stub.main = main  # type: ignore[attr-defined]
+        sys.modules["httpx._main"] = stub
+        try:
+            import httpx  # noqa: F401
+        finally:
+            if sys.modules.get("httpx._main") is stub:
+                del sys.modules["httpx._main"]
+
+
+def _tls_context() -> ssl.SSLContext:
+    """What httpx's ``verify=True`` builds, except that the CA certificates are loaded at the first TLS
+    handshake instead of at once: loading certifi's bundle is a third of a client's start-up, and a
+    registry reached over plain HTTP (loopback, insecure registries) never needs it.
+    """
+    global _tls_class
+    import ssl
+
+    if _tls_class is None:
+        class LazyCAContext(ssl.SSLContext):
+            _ca_loaded = False
+            _ca_lock = threading.Lock()
+
+            def _load_ca(self) -> None:
+                if self._ca_loaded:
+                    return
+                with self._ca_lock:
+                    if self._ca_loaded:
+                        return
+                    # as httpx.create_ssl_context(verify=True, trust_env=True) and
+                    # ssl.create_default_context(cafile/capath=...)
+                    if os.environ.get("SSL_CERT_FILE"):
+                        self.load_verify_locations(cafile=os.environ["SSL_CERT_FILE"])
+                    elif os.environ.get("SSL_CERT_DIR"):
+                        self.load_verify_locations(capath=os.environ["SSL_CERT_DIR"])
+                    else:
+                        import certifi
+
+                        self.load_verify_locations(cafile=certifi.where())
+                    self._ca_loaded = True
+
+            def wrap_socket(self, *args: Any, **kwargs: Any) -> Any:
+                self._load_ca()
+                return super().wrap_socket(*args, **kwargs)
+
+            def wrap_bio(self, *args: Any, **kwargs: Any) -> Any:
+                self._load_ca()
+                return super().wrap_bio(*args, **kwargs)
+
+        _tls_class = LazyCAContext
+    ctx: ssl.SSLContext = _tls_class(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, check_hostname
+    keylog = os.environ.get("SSLKEYLOGFILE")
+    if keylog and not sys.flags.ignore_environment:
+        ctx.keylog_filename = keylog
+    return ctx
 
 
 class RegistryNotFound(RegistryError):
@@ -108,6 +198,7 @@ class RegistryClient:
     def __init__(self, domain: str, *, config: RegistryConfig | None = None,
                  credentials: Credentials | None = None, base_url: str | None = None,
                  timeout: float = 60.0) -> None:
+        _import_httpx()
         import httpx
 
         self.domain = domain
@@ -118,7 +209,7 @@ class RegistryClient:
             headers={"User-Agent": USER_AGENT},
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
             follow_redirects=False,
-            verify=True,
+            verify=_tls_context(),  # verify=True, with the CA bundle loaded at the first TLS handshake
         )
         self.auth = Authenticator(credentials if credentials is not None else get_credentials(domain),
                                   self.http)

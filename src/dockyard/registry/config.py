@@ -26,7 +26,7 @@ class RegistryConfig:
     max_concurrent_downloads: int = 3
     max_concurrent_uploads: int = 5
     push_gzip_level: int = 1
-    push_chunk_size: int = 16 << 20
+    push_chunk_size: int = 512 << 20  # one streamed PATCH for all but huge blobs, as Docker does
     retries: int = 4
     # A registry name served from another place, for pull and push alike (the tour serves docker.io
     # from Dockyard's own registry on loopback): ``DOCKYARD_REGISTRY_ENDPOINTS=docker.io=http://127.0.0.1:5000``.
@@ -51,7 +51,7 @@ class RegistryConfig:
             max_concurrent_downloads=_int("DOCKYARD_MAX_CONCURRENT_DOWNLOADS", 3, 1, 64),
             max_concurrent_uploads=_int("DOCKYARD_MAX_CONCURRENT_UPLOADS", 5, 1, 64),
             push_gzip_level=_int("DOCKYARD_PUSH_GZIP_LEVEL", 1, 0, 9),
-            push_chunk_size=_int("DOCKYARD_PUSH_CHUNK_SIZE", 16 << 20, 1024, 1 << 31),
+            push_chunk_size=_int("DOCKYARD_PUSH_CHUNK_SIZE", 512 << 20, 1024, 1 << 31),
             retries=_int("DOCKYARD_REGISTRY_RETRIES", 4, 0, 20),
             endpoint_overrides={k.strip(): v.strip().rstrip("/") for k, _, v in
                                 (x.partition("=") for x in _list("DOCKYARD_REGISTRY_ENDPOINTS")) if v},

@@ -1,8 +1,12 @@
 """The kernel side of container networking: links, addresses and routes, NAT and published ports.
 
 Links (bridges, veth pairs), addresses and routes go through netlink with pyroute2, never the ``ip``
-command. pyroute2 costs ~0.2 s to import, so it is imported inside the functions that need it and
+command. pyroute2 costs ~0.13-0.2 s to import, so it is imported inside the functions that need it and
 never for ``--network none`` (bringing ``lo`` up is one ioctl on a socket made inside the namespace).
+The per-container hot path (``add_interface``, ``delete_link``, ``bridge_address``, ``bridge_ready``)
+does not import it either: it uses the small stdlib client in ``dockyard.runtime.netlink`` and ioctls,
+falling back to pyroute2 when that fails for a reason that is not a configuration error.
+``DOCKYARD_NETLINK=pyroute2`` forces the pyroute2 path (to compare the two).
 
 NAT and port publishing live in one nftables table, ``ip dockyard``, driven through ``nft -f -``
 (one atomic transaction per change; no maintained Python binding exists)::
@@ -114,7 +118,8 @@ def _setns(fd: int) -> None:
         raise OSError(err, os.strerror(err))
 
 
-def socket_in_netns(pid: int, family: int = socket.AF_INET, kind: int = socket.SOCK_DGRAM) -> socket.socket:
+def socket_in_netns(pid: int, family: int = socket.AF_INET, kind: int = socket.SOCK_DGRAM,
+                    proto: int = 0) -> socket.socket:
     """A socket that lives in the network namespace of ``pid`` (made by a thread that visits it).
 
     ``setns(CLONE_NEWNET)`` moves only the calling thread, so a short-lived thread enters the
@@ -128,7 +133,7 @@ def socket_in_netns(pid: int, family: int = socket.AF_INET, kind: int = socket.S
             target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
             try:
                 _setns(target)
-                out["sock"] = socket.socket(family, kind)
+                out["sock"] = socket.socket(family, kind, proto)
             finally:
                 os.close(target)
         except BaseException as e:  # handed to the caller
@@ -154,6 +159,121 @@ def loopback_up(pid: int) -> None:
         flags = struct.unpack("16sH", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req + b"\0" * 22)[:18])[1]
         if not flags & IFF_UP:
             fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | IFF_UP) + b"\0" * 22)
+
+
+# ---- the fast path: netlink by hand and ioctls ----------------------------------------------
+SIOCGIFADDR, SIOCGIFNETMASK = 0x8915, 0x891B
+# Errors that say the request itself cannot work (pyroute2 would fail the same way): no fallback.
+_CONFIG_ERRNOS = frozenset({errno.EEXIST, errno.ENODEV, errno.ESRCH, errno.ENOENT, errno.EPERM, errno.EACCES,
+                            errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.ENETUNREACH, errno.ERANGE})
+
+
+def use_fast_path() -> bool:
+    """False when ``DOCKYARD_NETLINK=pyroute2`` asks for the library path everywhere."""
+    return os.environ.get("DOCKYARD_NETLINK", "").strip().lower() != "pyroute2"
+
+
+def _config_error(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in _CONFIG_ERRNOS
+
+
+def _ifreq_ipv4(s: socket.socket, request: int, name: str) -> ipaddress.IPv4Address:
+    res = fcntl.ioctl(s.fileno(), request, struct.pack("16s16s", name.encode(), b""))
+    return ipaddress.IPv4Address(res[20:24])  # ifr_addr: sockaddr_in (family, port, address)
+
+
+def _bridge_address_ioctl(name: str) -> ipaddress.IPv4Interface | None:
+    """The link's primary IPv4 address with two ioctls; None if it has none (or no such link)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            ip = _ifreq_ipv4(s, SIOCGIFADDR, name)
+            mask = _ifreq_ipv4(s, SIOCGIFNETMASK, name)
+        except OSError as e:
+            if e.errno in (errno.EADDRNOTAVAIL, errno.ENODEV):
+                return None
+            raise
+    return ipaddress.IPv4Interface(f"{ip}/{mask}")
+
+
+def link_is_up(name: str) -> bool:
+    """IFF_UP on a host link (one ioctl); False if there is no such link."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            res = fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, struct.pack("16sH", name.encode(), 0) + b"\0" * 22)
+        except OSError:
+            return False
+    return bool(struct.unpack("16sH", res[:18])[1] & IFF_UP)
+
+
+def bridge_ready(name: str, gateway: ipaddress.IPv4Interface) -> bool:
+    """What ``ensure_bridge`` would do is already done (no pyroute2, no subprocess): the bridge is
+    there and up, ``gateway`` is its address and forwarding is on."""
+    if not link_exists(name) or not link_is_up(name):
+        return False
+    try:
+        if _bridge_address_ioctl(name) != gateway:
+            return False
+        for path in ("net/ipv4/ip_forward", f"net/ipv4/conf/{name}/route_localnet"):
+            with open(f"/proc/sys/{path}") as f:
+                if f.read().strip() != "1":
+                    return False
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def nft_generation() -> int | None:
+    """The nftables ruleset generation (one netlink request), None if it cannot be read."""
+    from dockyard.runtime import netlink
+
+    return netlink.nft_generation()
+
+
+def _add_interface_fast(pid: int, itf: Interface) -> None:
+    """``add_interface`` with ``dockyard.runtime.netlink``; raises OSError/ValueError, leaves nothing."""
+    from dockyard.runtime import netlink
+
+    with netlink.Netlink() as nl:
+        br = nl.link_index(itf.bridge)
+        if br is None:
+            raise NetworkError(f"bridge {itf.bridge} does not exist")
+        ns_fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            nl.create_veth(itf.host_name, itf.ifname, mtu=itf.mtu, peer_mac=itf.mac, netns_fd=ns_fd)
+        finally:
+            os.close(ns_fd)
+        try:
+            idx = nl.link_index(itf.host_name)
+            if idx is None:
+                raise OSError(errno.ENODEV, f"{itf.host_name} vanished")
+            nl.set_link(idx, up=True, master=br)
+            _hairpin(itf.host_name)
+            with netlink.Netlink(socket_in_netns(pid, socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                                                 netlink.NETLINK_ROUTE)) as ns:
+                lo = ns.link_index("lo")
+                if lo is not None:
+                    ns.set_link(lo, up=True)
+                eth = ns.link_index(itf.ifname)
+                if eth is None:
+                    raise OSError(errno.ENODEV, f"{itf.ifname} is not in the container")
+                ns.add_address(eth, itf.address)
+                ns.set_link(eth, up=True)
+                if itf.gateway is not None:
+                    ns.add_default_route(itf.gateway)
+        except BaseException:
+            try:
+                nl.delete_link(name=itf.host_name)
+            except Exception:
+                with contextlib.suppress(Exception):
+                    _delete_link_pyroute2(itf.host_name)
+            raise
+
+
+def _hairpin(host_name: str) -> None:
+    # With br_netfilter, traffic a container sends to its own published port is DNATed and
+    # bridged straight back out of the port it came in by: that needs hairpin mode.
+    with contextlib.suppress(OSError), open(f"/sys/class/net/{host_name}/brport/hairpin_mode", "w") as f:
+        f.write("1")
 
 
 # ---- links ----------------------------------------------------------------------------------
@@ -183,6 +303,9 @@ def bridge_address(name: str) -> ipaddress.IPv4Interface | None:
     """The first IPv4 address on a link (``172.17.0.1/16``), or None."""
     if not link_exists(name):
         return None
+    if use_fast_path():
+        with contextlib.suppress(OSError, ValueError):
+            return _bridge_address_ioctl(name)
     with _ipr() as ipr:
         idx = ipr.link_lookup(ifname=name)
         if not idx:
@@ -230,6 +353,24 @@ def delete_link(name: str) -> bool:
     """Remove a link (a veth takes its peer with it); False if it was not there."""
     if not name or not link_exists(name):
         return False
+    if use_fast_path():
+        from dockyard.runtime import netlink
+
+        try:
+            with netlink.Netlink() as nl:
+                nl.delete_link(name=name)
+            return True
+        except OSError as e:
+            if e.errno in (errno.ENODEV, errno.ENOENT):
+                return False
+            if _config_error(e):
+                raise
+        except ValueError:
+            pass
+    return _delete_link_pyroute2(name)
+
+
+def _delete_link_pyroute2(name: str) -> bool:
     with _ipr() as ipr:
         idx = ipr.link_lookup(ifname=name)
         if not idx:
@@ -280,8 +421,25 @@ def add_interface(pid: int, itf: Interface) -> None:
     """A veth pair: one end on the bridge, the other ``ifname`` in ``pid``'s namespace, addressed.
 
     Also brings the namespace's ``lo`` up. On failure nothing is left (the host end is removed,
-    which removes its peer).
+    which removes its peer). The stdlib netlink client does it unless ``DOCKYARD_NETLINK=pyroute2``;
+    pyroute2 takes over when that fails for any reason but a configuration error.
     """
+    if use_fast_path():
+        try:
+            _add_interface_fast(pid, itf)
+            return
+        except NetworkError:
+            raise
+        except Exception as e:
+            if _config_error(e):
+                what = (f"failed to create the veth pair {itf.host_name}" if not link_exists(itf.host_name)
+                        else f"failed to configure {itf.ifname} in the container")
+                raise NetworkError(f"{what}: {e}") from e
+            # Anything else (an old kernel, a reply this client does not understand): the library.
+    _add_interface_pyroute2(pid, itf)
+
+
+def _add_interface_pyroute2(pid: int, itf: Interface) -> None:
     with _ipr() as ipr:
         br = ipr.link_lookup(ifname=itf.bridge)
         if not br:
@@ -294,12 +452,7 @@ def add_interface(pid: int, itf: Interface) -> None:
         try:
             idx = ipr.link_lookup(ifname=itf.host_name)[0]
             ipr.link("set", index=idx, master=br[0], state="up")
-            # With br_netfilter, traffic a container sends to its own published port is DNATed
-            # and bridged straight back out of the port it came in by: that needs hairpin mode.
-            with contextlib.suppress(OSError):
-                sysctl_path = f"/sys/class/net/{itf.host_name}/brport/hairpin_mode"
-                with open(sysctl_path, "w") as f:
-                    f.write("1")
+            _hairpin(itf.host_name)
             with _ipr(pid) as ns:
                 lo = ns.link_lookup(ifname="lo")
                 if lo:
@@ -353,6 +506,15 @@ def _comment(s: str) -> str:
     return '"' + "".join(c for c in s if c.isalnum() or c in "-_.:/ ") + '"'
 
 
+_commits = 0  # nft transactions this process committed (see ``nft_commits``)
+
+
+def nft_commits() -> int:
+    """How many ``nft -f`` transactions this process committed: with ``nft_generation`` before and
+    after a change, the caller can tell whether anyone else changed the ruleset meanwhile."""
+    return _commits
+
+
 class Nft:
     """The ``ip dockyard`` table, through the ``nft`` command."""
 
@@ -367,6 +529,8 @@ class Nft:
         if p.returncode != 0:
             err = " ".join(p.stderr.decode(errors="replace").split())
             raise NetworkError(f"failed to {what}: {err}")
+        global _commits
+        _commits += 1
 
     def query(self, *args: str) -> list[dict[str, Any]]:
         """``nft -j list ...`` as its objects; [] if the thing does not exist."""
@@ -391,14 +555,14 @@ class Nft:
         return any(obj.get("rule", {}).get("comment") == BASE_VERSION
                    for obj in self.query("list", "chain", "ip", TABLE, "postrouting"))
 
-    def ensure_base(self) -> None:
-        """Create the table, its sets, maps and rules once (the caller holds the lock).
+    def ensure_base(self) -> bool:
+        """Create the table, its sets, maps and rules once (the caller holds the lock); True if it did.
 
         A table of an older layout is replaced, its published ports and networks carried over
         (isolation rules come back with the next ``add_network`` of each network).
         """
         if self._base_version_ok():
-            return
+            return False
         keep_ports: list[PortMap] = []
         keep_bridges: list[str] = []
         keep_masq: list[str] = []
@@ -437,6 +601,7 @@ class Nft:
         for m in keep_ports:
             script += f"add element ip {TABLE} {m.map_name} {{ {m.element} }}\n"
         self.run(script, what="create the dockyard nftables table")
+        return True
 
     def delete_table(self) -> None:
         if self.query("list", "table", "ip", TABLE):
