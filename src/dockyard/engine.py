@@ -11,7 +11,6 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -25,6 +24,7 @@ from dockyard.image.oci import (
     ImageConfig,
     ImageRecord,
     Manifest,
+    MutableRecord,
     chain_ids,
     host_platform,
 )
@@ -45,8 +45,7 @@ def now_rfc3339() -> str:
     return rfc3339(time.time())
 
 
-@dataclass
-class NewLayer:
+class NewLayer(MutableRecord):
     """A layer blob already in the content store, with its unpacked chain entry."""
 
     blob_digest: str
@@ -54,6 +53,14 @@ class NewLayer:
     blob_size: int
     diff_id: str
     chain_id: str
+    _fields = ("blob_digest", "blob_media_type", "blob_size", "diff_id", "chain_id")
+
+    def __init__(self, blob_digest: str, blob_media_type: str, blob_size: int, diff_id: str, chain_id: str) -> None:
+        self.blob_digest = blob_digest
+        self.blob_media_type = blob_media_type
+        self.blob_size = blob_size
+        self.diff_id = diff_id
+        self.chain_id = chain_id
 
 
 class Engine:

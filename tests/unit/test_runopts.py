@@ -673,3 +673,29 @@ def test_run_options_defaults() -> None:
     assert opts.restart == RestartPolicy("no", 0)
     opts.security_opt = ["no-new-privileges", "seccomp=unconfined"]
     assert opts.security_options() == [("no-new-privileges", "true"), ("seccomp", "unconfined")]
+
+
+def test_run_options_behave_as_the_dataclass_did() -> None:
+    a = RunOptions(cmd=["true"], mounts=[parse_volume("/src:/dst")], publish=parse_port("8080:80"))
+    b = RunOptions(cmd=["true"], mounts=[parse_volume("/src:/dst")], publish=parse_port("8080:80"))
+    assert a == b and a != RunOptions()
+    assert RunOptions().cmd is not RunOptions().cmd  # list defaults are per instance
+    with pytest.raises(TypeError):
+        RunOptions(no_such_option=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        hash(a)
+    d = a.to_dict()
+    assert d["cmd"] == ["true"] and d["network"] == "bridge"
+    assert d["mounts"][0]["source"] == "/src" and d["mounts"][0]["volume_labels"] == {}
+    assert d["publish"] == [{"container_port": 80, "protocol": "tcp", "host_ip": "", "host_port": "8080"}]
+    assert d["restart"] == {"name": "no", "maximum_retry_count": 0}
+    assert "RunOptions(image=''" in repr(a)
+
+
+def test_small_records_are_frozen_and_hashable() -> None:
+    p = PortBinding(80)
+    assert p == PortBinding(80, "tcp", "", "") and {p, PortBinding(80)} == {p}
+    assert repr(p) == "PortBinding(container_port=80, protocol='tcp', host_ip='', host_port='')"
+    with pytest.raises(AttributeError):
+        p.protocol = "udp"  # type: ignore[misc]
+    assert RestartPolicy() == RestartPolicy("no", 0) != RestartPolicy("always")

@@ -1144,3 +1144,23 @@ def test_fifo_is_a_device(tmp_path) -> None:
     devs = resolve_device(DeviceMapping(str(tmp_path), "/dev/mine"))
     assert [(d.path, d.type) for d in devs] == [("/dev/mine/sub/fifo", "p")]
     assert [d.path for d in list_host_devices(str(tmp_path))] == [str(fifo)]
+
+
+def test_default_seccomp_is_cached_per_inputs(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKYARD_RUN_ROOT", str(tmp_path))
+    kw: dict[str, Any] = {"bounding_caps": ["CAP_CHOWN", "CAP_SYS_ADMIN"], "arch": "amd64", "kernel": (6, 1)}
+    fresh = seccomp_default.setup_seccomp(seccomp_default.default_profile(), **kw)
+    first = seccomp_default.default_oci_seccomp(**kw)
+    assert first == fresh
+    cached = list((tmp_path / "seccomp-oci").iterdir())
+    assert len(cached) == 1
+    assert seccomp_default.default_oci_seccomp(**kw) == fresh  # read back from the cache
+    # other inputs, other entries: never the wrong profile
+    other = seccomp_default.default_oci_seccomp(**{**kw, "bounding_caps": ["CAP_CHOWN"]})
+    assert other == seccomp_default.setup_seccomp(seccomp_default.default_profile(),
+                                                  **{**kw, "bounding_caps": ["CAP_CHOWN"]})
+    assert other != fresh
+    assert len(list((tmp_path / "seccomp-oci").iterdir())) == 2
+    # a damaged entry is recomputed
+    cached[0].write_text("{not json")
+    assert seccomp_default.default_oci_seccomp(**kw) == fresh

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -20,6 +21,11 @@ class Parser(argparse.ArgumentParser):
         self.add_argument("--help", action="help", help="Print usage")
         self._name = name
 
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse makes a formatter for every add_argument, and HelpFormatter imports shutil (with
+        # bz2, lzma...) for the terminal width: the same width (shutil.get_terminal_size's), found here.
+        return self.formatter_class(prog=self.prog, width=_terminal_columns() - 2)  # type: ignore[call-arg]
+
     def error(self, message: str) -> NoReturn:
         if message.startswith("unrecognized arguments: "):
             message = "unknown flag: " + message.split(": ", 1)[1].split()[0]
@@ -31,6 +37,21 @@ class Parser(argparse.ArgumentParser):
         if INTROSPECT:
             raise IntrospectParser(self)
         return super().parse_known_args(args, namespace)
+
+
+def _terminal_columns() -> int:
+    """``shutil.get_terminal_size().columns``: $COLUMNS, else the terminal's (stdout's), else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+        columns = columns or 80
+    return columns
 
 
 #: Set (by ``dockyard.cli.completion``) to make a command hand over its parser instead of running:

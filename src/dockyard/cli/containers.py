@@ -131,13 +131,18 @@ def _options(a: Any) -> Any:
         ro.parse_security_opt(s)
     opts.sysctls = dict(ro.parse_sysctl(s) for s in a.sysctl)
     opts.ulimits = [ro.parse_ulimit(u) for u in a.ulimit]
-    from dockyard.runtime import devices
+    plain: list[str] = []
+    cdi: list[str] = []
+    if a.device:  # dockyard.runtime.devices is not worth importing for nothing
+        from dockyard.runtime import devices
 
-    plain, cdi = devices.split_cdi_devices(a.device)
+        plain, cdi = devices.split_cdi_devices(a.device)
     opts.devices = [ro.parse_device(d) for d in plain]
     opts.device_cgroup_rules = [ro.parse_device_cgroup_rule(r) for r in a.device_cgroup_rule]
     opts.gpus = [ro.parse_gpus(g) for g in a.gpus]
     if cdi:
+        from dockyard.runtime import devices
+
         opts.gpus.append(devices.cdi_request(cdi))
     opts.ipc = ro.validate_ipc_mode(a.ipc) if a.ipc else ""
     opts.pid = ro.validate_pid_mode(a.pid) if a.pid else ""

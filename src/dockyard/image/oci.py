@@ -1,4 +1,4 @@
-"""OCI and Docker image objects as typed dataclasses, with their media types.
+"""OCI and Docker image objects as small typed record classes, with their media types.
 
 Parsing keeps the exact bytes next to the parsed object where identity depends on them: an
 image's ID is the sha256 of its config *bytes*, and a manifest's digest the sha256 of its bytes,
@@ -9,7 +9,6 @@ canonically (sorted keys, no spaces), as Docker does.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 from dockyard.digest import sha256_bytes
@@ -34,6 +33,45 @@ LAYER_TYPES = (OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD, DOCKER_LAYER_GZIP, DOC
                "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip")
 
 
+class Record:
+    """What ``@dataclass(frozen=True)`` gave these classes, less ``__init__``: repr, equality, hash and
+    immutability over ``_fields``. Plain classes, since ``@dataclass`` builds its methods with ``exec``
+    at import (about 1 ms a class, on every command) and pulls in ``inspect``.
+    """
+
+    _fields: tuple[str, ...] = ()
+
+    def _astuple(self) -> tuple[Any, ...]:
+        d = self.__dict__
+        return tuple(d[n] for n in self._fields)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__qualname__}(" + ", ".join(f"{n}={self.__dict__[n]!r}" for n in self._fields) + ")"
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Record)
+        return self._astuple() == other._astuple()
+
+    def __hash__(self) -> int:
+        return hash(self._astuple())
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field '{name}'")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field '{name}'")
+
+
+class MutableRecord(Record):
+    """``@dataclass`` (not frozen): fields may be assigned, and instances are unhashable."""
+
+    __hash__ = None  # type: ignore[assignment]
+    __setattr__ = object.__setattr__  # type: ignore[assignment]
+    __delattr__ = object.__delattr__
+
+
 def canonical_json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
@@ -48,11 +86,14 @@ def _loads(data: bytes, what: str) -> dict[str, Any]:
     return obj
 
 
-@dataclass(frozen=True)
-class Platform:
-    os: str = "linux"
-    architecture: str = "amd64"
-    variant: str | None = None
+class Platform(Record):
+    os: str
+    architecture: str
+    variant: str | None
+    _fields = ("os", "architecture", "variant")
+
+    def __init__(self, os: str = "linux", architecture: str = "amd64", variant: str | None = None) -> None:
+        self.__dict__.update(os=os, architecture=architecture, variant=variant)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> Platform:
@@ -84,21 +125,26 @@ def normalize_arch(arch: str) -> str:
 
 
 def host_platform() -> Platform:
-    import platform as _p
+    import os
 
-    arch = normalize_arch(_p.machine())
+    arch = normalize_arch(os.uname().machine)
     variant = "v8" if arch == "arm64" else ("v7" if arch == "arm" else None)
     return Platform("linux", arch, variant)
 
 
-@dataclass(frozen=True)
-class Descriptor:
+class Descriptor(Record):
     media_type: str
     digest: str
     size: int
-    annotations: dict[str, str] | None = None
-    platform: Platform | None = None
-    urls: list[str] | None = None
+    annotations: dict[str, str] | None
+    platform: Platform | None
+    urls: list[str] | None
+    _fields = ("media_type", "digest", "size", "annotations", "platform", "urls")
+
+    def __init__(self, media_type: str, digest: str, size: int, annotations: dict[str, str] | None = None,
+                 platform: Platform | None = None, urls: list[str] | None = None) -> None:
+        self.__dict__.update(media_type=media_type, digest=digest, size=size, annotations=annotations,
+                             platform=platform, urls=urls)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Descriptor:
@@ -125,13 +171,17 @@ class Descriptor:
         return out
 
 
-@dataclass(frozen=True)
-class Manifest:
+class Manifest(Record):
     media_type: str
     config: Descriptor
     layers: list[Descriptor]
     raw: bytes
-    annotations: dict[str, str] | None = None
+    annotations: dict[str, str] | None
+    _fields = ("media_type", "config", "layers", "raw", "annotations")
+
+    def __init__(self, media_type: str, config: Descriptor, layers: list[Descriptor], raw: bytes,
+                 annotations: dict[str, str] | None = None) -> None:
+        self.__dict__.update(media_type=media_type, config=config, layers=layers, raw=raw, annotations=annotations)
 
     @property
     def digest(self) -> str:
@@ -158,11 +208,14 @@ class Manifest:
         return cls(media_type, config, layers, json.dumps(d, indent=2).encode(), annotations)
 
 
-@dataclass(frozen=True)
-class Index:
+class Index(Record):
     media_type: str
     manifests: list[Descriptor]
     raw: bytes
+    _fields = ("media_type", "manifests", "raw")
+
+    def __init__(self, media_type: str, manifests: list[Descriptor], raw: bytes) -> None:
+        self.__dict__.update(media_type=media_type, manifests=manifests, raw=raw)
 
     @classmethod
     def parse(cls, data: bytes, media_type: str | None = None) -> Index:
@@ -186,12 +239,16 @@ class Index:
         return best
 
 
-@dataclass
-class ImageConfig:
+class ImageConfig(MutableRecord):
     """The image config (``application/vnd.oci.image.config.v1+json``); ``raw`` keeps identity."""
 
     data: dict[str, Any]
     raw: bytes
+    _fields = ("data", "raw")
+
+    def __init__(self, data: dict[str, Any], raw: bytes) -> None:
+        self.data = data
+        self.raw = raw
 
     @property
     def id(self) -> str:
@@ -231,13 +288,18 @@ class ImageConfig:
                         self.data.get("variant"))
 
 
-@dataclass(frozen=True)
-class HistoryEntry:
+class HistoryEntry(Record):
     created: str
-    created_by: str = ""
-    comment: str = ""
-    author: str = ""
-    empty_layer: bool = False
+    created_by: str
+    comment: str
+    author: str
+    empty_layer: bool
+    _fields = ("created", "created_by", "comment", "author", "empty_layer")
+
+    def __init__(self, created: str, created_by: str = "", comment: str = "", author: str = "",
+                 empty_layer: bool = False) -> None:
+        self.__dict__.update(created=created, created_by=created_by, comment=comment, author=author,
+                             empty_layer=empty_layer)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"created": self.created}
@@ -260,8 +322,7 @@ def chain_ids(diff_ids: list[str]) -> list[str]:
     return out
 
 
-@dataclass
-class ImageRecord:
+class ImageRecord(MutableRecord):
     """What the metadata database knows about one local image."""
 
     id: str
@@ -271,6 +332,22 @@ class ImageRecord:
     created: str | None
     size: int
     added_at: float
-    tags: list[str] = field(default_factory=list)
-    repo_digests: list[str] = field(default_factory=list)
-    chain: list[str] = field(default_factory=list)
+    tags: list[str]
+    repo_digests: list[str]
+    chain: list[str]
+    _fields = ("id", "config_digest", "manifest_digest", "manifest_media_type", "created", "size", "added_at",
+               "tags", "repo_digests", "chain")
+
+    def __init__(self, id: str, config_digest: str, manifest_digest: str | None, manifest_media_type: str | None,
+                 created: str | None, size: int, added_at: float, tags: list[str] | None = None,
+                 repo_digests: list[str] | None = None, chain: list[str] | None = None) -> None:
+        self.id = id
+        self.config_digest = config_digest
+        self.manifest_digest = manifest_digest
+        self.manifest_media_type = manifest_media_type
+        self.created = created
+        self.size = size
+        self.added_at = added_at
+        self.tags = [] if tags is None else tags
+        self.repo_digests = [] if repo_digests is None else repo_digests
+        self.chain = [] if chain is None else chain

@@ -8,9 +8,9 @@ strings are accepted and refused with the same words.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from dockyard.errors import InvalidReference
+from dockyard.image.oci import Record
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DOMAIN = "index.docker.io"
@@ -30,14 +30,17 @@ _HEX64_RE = re.compile(r"^[a-f0-9]{64}$")
 NAME_TOTAL_LENGTH_MAX = 255
 
 
-@dataclass(frozen=True)
-class Reference:
+class Reference(Record):
     """A normalised reference: ``domain/path`` plus a tag and/or a digest."""
 
     domain: str
     path: str
-    tag: str | None = None
-    digest: str | None = None
+    tag: str | None
+    digest: str | None
+    _fields = ("domain", "path", "tag", "digest")
+
+    def __init__(self, domain: str, path: str, tag: str | None = None, digest: str | None = None) -> None:
+        self.__dict__.update(domain=domain, path=path, tag=tag, digest=digest)
 
     @property
     def repository(self) -> str:

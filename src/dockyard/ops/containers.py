@@ -15,7 +15,6 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -116,7 +115,7 @@ def create(eng: Engine, image: str, opts: RunOptions, *, name: str | None = None
 
     image_id = _ensure_image(eng, image, out)
     cfg = eng.image_config(image_id)
-    taken = {r["name"] for r in eng.db.containers()}
+    taken = eng.db.container_names()
     if name:
         name = name.lstrip("/")
         if not names.valid(name):
@@ -201,19 +200,12 @@ def _ensure_image(eng: Engine, image: str, out: Any) -> str:
 
 def _opts_to_json(opts: Any) -> dict[str, Any]:
     try:
-        return json.loads(json.dumps(asdict(opts), default=str))
+        return json.loads(json.dumps(opts.to_dict(), default=str))
     except TypeError:
         return {}
 
 
-def _write_bundle(eng: Engine, cid: str, cdir: Path, image_config: dict[str, Any], opts: RunOptions,
-                  image_id: str, vp: Any = None) -> dict[str, Any]:
-    from dockyard.runtime import spec as specmod
-    from dockyard.store import snapshots
-
-    snap = snapshots.Snapshot(cdir / "fs", [], snapshots.default_driver())
-    hostname = getattr(opts, "hostname", None) or cid[:12]
-    (cdir / "hostname").write_text(hostname + "\n")
+def _write_default_etc_files(cdir: Path, opts: RunOptions, hostname: str) -> None:
     (cdir / "hosts").write_text(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
         "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
@@ -226,6 +218,24 @@ def _write_bundle(eng: Engine, cid: str, cdir: Path, image_config: dict[str, Any
     except OSError:
         text = ""
     (cdir / "resolv.conf").write_text(text)
+
+
+def _write_bundle(eng: Engine, cid: str, cdir: Path, image_config: dict[str, Any], opts: RunOptions,
+                  image_id: str, vp: Any = None) -> dict[str, Any]:
+    from dockyard.runtime import spec as specmod
+    from dockyard.store import snapshots
+
+    snap = snapshots.Snapshot(cdir / "fs", [], snapshots.default_driver())
+    hostname = getattr(opts, "hostname", None) or cid[:12]
+    (cdir / "hostname").write_text(hostname + "\n")
+    if getattr(opts, "network", "") in ("none", "host"):
+        # Write now what the network attach at start writes for these modes, which then finds the files
+        # up to date: rewriting a file in place can cost a flush (ext4's auto_da_alloc) as the container starts.
+        from dockyard.ops import networks
+
+        networks.write_etc_files(eng, {"id": cid, "config": {"opts": _opts_to_json(opts), "hostname": hostname}})
+    else:
+        _write_default_etc_files(cdir, opts, hostname)
     passwd, group = _read_container_file(eng, image_id, "etc/passwd"), _read_container_file(eng, image_id, "etc/group")
     extra: dict[str, Any] = {}
     if opts.ipc or opts.shm_size:
@@ -343,12 +353,21 @@ def _start_locked(eng: Engine, c: dict[str, Any], *, wait_attach: bool, lock_fd:
     root = eng.root
     auto_remove = c["config"].get("auto_remove", False)
 
+    # The monitor's one Engine, opened after the fork and kept until the container is cleaned up:
+    # each open/close of the database could otherwise recreate and checkpoint its WAL (fsyncs).
+    mon: list[Engine] = []
+
+    def mon_engine() -> Engine:
+        if not mon:
+            mon.append(_Engine(root))
+        return mon[0]
+
     def on_created(init_pid: int) -> None:
         from dockyard.ops import networks
 
-        with _Engine(root) as e:
-            settings = networks.attach(e, resolve(e, cid), init_pid)
-            e.db.update_container_state(cid, network=settings)
+        e = mon_engine()
+        settings = networks.attach(e, resolve(e, cid), init_pid)
+        e.db.update_container_state(cid, network=settings)
 
     mcfg.on_created = on_created
     ready_r, ready_w = os.pipe()
@@ -359,18 +378,17 @@ def _start_locked(eng: Engine, c: dict[str, Any], *, wait_attach: bool, lock_fd:
         os.close(lock_fd)  # the lock belongs to the starting command, not to the monitor
 
         def on_started(init_pid: int) -> None:
-            with _Engine(root) as e:
-                e.db.update_container_state(cid, status="running", pid=init_pid, started_at=time.time(),
-                                            exit_code=0, error="", oom_killed=False, finished_at=None,
-                                            monitor_pid=os.getpid(), monitor_start=proc_start(os.getpid()))
+            mon_engine().db.update_container_state(
+                cid, status="running", pid=init_pid, started_at=time.time(), exit_code=0, error="",
+                oom_killed=False, finished_at=None, monitor_pid=os.getpid(), monitor_start=proc_start(os.getpid()))
 
         def on_exited(code: int, oom: bool) -> Callable[[], None] | None:
-            with _Engine(root) as e:
-                if auto_remove:
-                    e.db.remove_container(cid)  # gone for `ps -a` before the CLI returns
-                else:
-                    e.db.update_container_state(cid, status="exited", exit_code=code, pid=0,
-                                                finished_at=time.time(), oom_killed=oom)
+            e = mon_engine()
+            if auto_remove:
+                e.db.remove_container(cid)  # gone for `ps -a` before the CLI returns
+            else:
+                e.db.update_container_state(cid, status="exited", exit_code=code, pid=0,
+                                            finished_at=time.time(), oom_killed=oom)
 
             def cleanup() -> None:
                 with contextlib.suppress(Exception):
@@ -378,24 +396,32 @@ def _start_locked(eng: Engine, c: dict[str, Any], *, wait_attach: bool, lock_fd:
                 with contextlib.suppress(Exception):
                     from dockyard.ops import networks
 
-                    with _Engine(root) as e2:
-                        networks.detach(e2, cid, forget=auto_remove)
+                    networks.detach(mon_engine(), cid, forget=auto_remove)
                 snapshots.unmount(snap)
                 if auto_remove:
                     from dockyard.store.layers import remove_tree
 
                     with contextlib.suppress(OSError):
                         remove_tree(cdir)
+
             def locked_cleanup() -> None:
                 with container_lock(cdir):  # a `start` right after us must not race the unmount
-                    if not auto_remove and resolve(_Engine(root), cid)["state"].get("status") != "exited":
+                    if not auto_remove and resolve(mon_engine(), cid)["state"].get("status") != "exited":
                         return  # restarted meanwhile: its mount is in use
                     cleanup()
-            return cleanup if auto_remove else locked_cleanup
+
+            def finish() -> None:
+                try:
+                    (cleanup if auto_remove else locked_cleanup)()
+                finally:
+                    mon_engine().close()
+            return finish
 
         run_monitor(mcfg, rt, ready_w, on_started, on_exited)
     os.close(ready_w)
     eng.db = type(eng.db)(eng.db.path)
+    if wait_attach:  # the caller attaches next: import that while the monitor creates the container
+        import dockyard.runtime.attach  # noqa: F401
     with os.fdopen(ready_r, "rb") as f:
         line = f.readline()
     try:

@@ -23,7 +23,6 @@ import socket
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,18 +41,22 @@ def rfc3339_ns(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{ns:09d}Z"
 
 
-@dataclass
 class MonitorConfig:
-    container_id: str
-    bundle: Path
-    log_path: Path
-    attach_path: Path
-    tty: bool = False
-    open_stdin: bool = False
-    stdin_once: bool = False
-    wait_attach: bool = False   # foreground: start only once the first client has attached
-    # Called with the init's pid after create, before start (network plumbing); returns state to record.
-    on_created: Callable[[int], None] | None = None
+    """What the monitor runs (a plain class: ``dataclasses`` is not worth its import time here)."""
+
+    def __init__(self, container_id: str, bundle: Path, log_path: Path, attach_path: Path, tty: bool = False,
+                 open_stdin: bool = False, stdin_once: bool = False, wait_attach: bool = False,
+                 on_created: Callable[[int], None] | None = None) -> None:
+        self.container_id = container_id
+        self.bundle = bundle
+        self.log_path = log_path
+        self.attach_path = attach_path
+        self.tty = tty
+        self.open_stdin = open_stdin
+        self.stdin_once = stdin_once
+        self.wait_attach = wait_attach  # foreground: start only once the first client has attached
+        # Called with the init's pid after create, before start (network plumbing).
+        self.on_created = on_created
 
 
 class JsonLog:

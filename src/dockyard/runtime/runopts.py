@@ -18,8 +18,13 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from dockyard.errors import InvalidArgument
+from dockyard.image.oci import Record
+
+if TYPE_CHECKING:
+    from typing import Any
 
 # --- capabilities ---------------------------------------------------------------------------------
 
@@ -632,8 +637,7 @@ def parse_tmpfs(value: str) -> tuple[str, str]:
 # --- ports ----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PortBinding:
+class PortBinding(Record):
     """One published port: container ``port/protocol`` bound to ``host_ip:host_port``.
 
     ``host_port`` is ``""`` for a random port, a number, or a range ``"8000-8010"`` when a single
@@ -641,9 +645,13 @@ class PortBinding:
     """
 
     container_port: int
-    protocol: str = "tcp"
-    host_ip: str = ""
-    host_port: str = ""
+    protocol: str
+    host_ip: str
+    host_port: str
+    _fields = ("container_port", "protocol", "host_ip", "host_port")
+
+    def __init__(self, container_port: int, protocol: str = "tcp", host_ip: str = "", host_port: str = "") -> None:
+        self.__dict__.update(container_port=container_port, protocol=protocol, host_ip=host_ip, host_port=host_port)
 
 
 def _parse_port_range(ports: str) -> tuple[int, int]:
@@ -760,11 +768,14 @@ ULIMIT_NAMES = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Ulimit:
+class Ulimit(Record):
     name: str
     soft: int
     hard: int
+    _fields = ("name", "soft", "hard")
+
+    def __init__(self, name: str, soft: int, hard: int) -> None:
+        self.__dict__.update(name=name, soft=soft, hard=hard)
 
 
 def _go_atoi64(s: str) -> int:
@@ -795,13 +806,16 @@ def parse_ulimit(value: str) -> Ulimit:
     return Ulimit(name, soft, hard)
 
 
-@dataclass(frozen=True)
-class DeviceMapping:
+class DeviceMapping(Record):
     """``--device HOST[:CONTAINER][:PERMS]``."""
 
     path_on_host: str
     path_in_container: str
-    permissions: str = "rwm"
+    permissions: str
+    _fields = ("path_on_host", "path_in_container", "permissions")
+
+    def __init__(self, path_on_host: str, path_in_container: str, permissions: str = "rwm") -> None:
+        self.__dict__.update(path_on_host=path_on_host, path_in_container=path_in_container, permissions=permissions)
 
 
 def _valid_device_mode(mode: str) -> bool:
@@ -854,10 +868,13 @@ def parse_device_cgroup_rule(value: str) -> str:
     return value
 
 
-@dataclass(frozen=True)
-class RestartPolicy:
-    name: str = "no"
-    maximum_retry_count: int = 0
+class RestartPolicy(Record):
+    name: str
+    maximum_retry_count: int
+    _fields = ("name", "maximum_retry_count")
+
+    def __init__(self, name: str = "no", maximum_retry_count: int = 0) -> None:
+        self.__dict__.update(name=name, maximum_retry_count=maximum_retry_count)
 
 
 RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
@@ -889,15 +906,21 @@ def parse_restart(value: str) -> RestartPolicy:
     return RestartPolicy(name, retries)
 
 
-@dataclass(frozen=True)
-class DeviceRequest:
+class DeviceRequest(Record):
     """``--gpus`` (moby's ``container.DeviceRequest``); ``count == -1`` means all."""
 
-    driver: str = ""
-    count: int = 0
-    device_ids: tuple[str, ...] = ()
-    capabilities: tuple[tuple[str, ...], ...] = (("gpu",),)
-    options: Mapping[str, str] = field(default_factory=dict)
+    driver: str
+    count: int
+    device_ids: tuple[str, ...]
+    capabilities: tuple[tuple[str, ...], ...]
+    options: Mapping[str, str]
+    _fields = ("driver", "count", "device_ids", "capabilities", "options")
+
+    def __init__(self, driver: str = "", count: int = 0, device_ids: tuple[str, ...] = (),
+                 capabilities: tuple[tuple[str, ...], ...] = (("gpu",),),
+                 options: Mapping[str, str] | None = None) -> None:
+        self.__dict__.update(driver=driver, count=count, device_ids=device_ids, capabilities=capabilities,
+                             options={} if options is None else options)
 
 
 def _gpu_count(s: str) -> int:
@@ -1069,7 +1092,87 @@ def parse_signal(value: str) -> int:
 # --- everything `docker run` takes ----------------------------------------------------------------
 
 
-@dataclass
+# RunOptions' fields with their defaults, in order; a list or dict default is copied for each instance.
+_RUN_OPTION_DEFAULTS: dict[str, Any] = {
+    "image": "",
+    "cmd": [],
+    "entrypoint": None,
+    "env": [],
+    "workdir": "",
+    "user": "",
+    "group_add": [],
+    "hostname": "",
+    "domainname": "",
+    "tty": False,
+    "stdin_open": False,
+    "attach": [],
+    "name": "",
+    "labels": {},
+    "annotations": {},
+    "mounts": [],
+    "tmpfs": {},
+    "volumes_from": [],
+    "read_only": False,
+    "network": "bridge",
+    "network_aliases": [],
+    "publish": [],
+    "publish_all": False,
+    "expose": [],
+    "dns": [],
+    "dns_search": [],
+    "dns_options": [],
+    "extra_hosts": [],
+    "mac_address": "",
+    "ip": "",
+    "ip6": "",
+    "memory": 0,
+    "memory_swap": 0,
+    "memory_reservation": 0,
+    "memory_swappiness": -1,
+    "oom_kill_disable": False,
+    "cpus": 0,
+    "cpu_shares": 0,
+    "cpu_period": 0,
+    "cpu_quota": 0,
+    "cpuset_cpus": "",
+    "cpuset_mems": "",
+    "blkio_weight": 0,
+    "pids_limit": 0,
+    "shm_size": 0,
+    "ulimits": [],
+    "devices": [],
+    "device_cgroup_rules": [],
+    "gpus": [],
+    "cgroup_parent": "",
+    "privileged": False,
+    "cap_add": [],
+    "cap_drop": [],
+    "security_opt": [],
+    "sysctls": {},
+    "ipc": "",
+    "pid": "",
+    "uts": "",
+    "cgroupns": "",
+    "userns": "",
+    "init": None,
+    "stop_signal": "",
+    "stop_timeout": None,
+    "restart": RestartPolicy(),
+    "auto_remove": False,
+    "detach": False,
+    "oom_score_adj": 0,
+    "runtime": "",
+    "x11": False,
+    "platform": "",
+    "pull": "missing",
+    "log_driver": "",
+    "log_opts": {},
+    "health_cmd": "",
+    "no_healthcheck": False,
+    "console_size": None,
+}
+
+
 class RunOptions:
     """What ``docker run`` / ``docker create`` was asked for, after flag parsing.
 
@@ -1077,90 +1180,135 @@ class RunOptions:
     from an empty value (``entrypoint``: ``None`` keeps the image's, ``[""]`` clears it;
     ``stop_timeout``; ``init``).  ``env`` holds ``K=V`` (or bare ``K`` to unset) in flag order,
     env-file entries first as Docker does.
+
+    A plain class with ``__slots__`` rather than a ``@dataclass``: building its ~90-field methods
+    at import costs ~5 ms on every ``run``. Keyword construction, equality and :meth:`to_dict`
+    (``dataclasses.asdict``) behave as the dataclass did.
     """
 
-    image: str = ""
-    cmd: list[str] = field(default_factory=list)
-    entrypoint: list[str] | None = None
-    env: list[str] = field(default_factory=list)
-    workdir: str = ""
-    user: str = ""
-    group_add: list[str] = field(default_factory=list)
-    hostname: str = ""
-    domainname: str = ""
-    tty: bool = False
-    stdin_open: bool = False
-    attach: list[str] = field(default_factory=list)
-    name: str = ""
-    labels: dict[str, str] = field(default_factory=dict)
-    annotations: dict[str, str] = field(default_factory=dict)
+    __slots__ = tuple(_RUN_OPTION_DEFAULTS)
+
+    image: str
+    cmd: list[str]
+    entrypoint: list[str] | None
+    env: list[str]
+    workdir: str
+    user: str
+    group_add: list[str]
+    hostname: str
+    domainname: str
+    tty: bool
+    stdin_open: bool
+    attach: list[str]
+    name: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
     # storage
-    mounts: list[Mount] = field(default_factory=list)  # -v and --mount, in order
-    tmpfs: dict[str, str] = field(default_factory=dict)  # --tmpfs DEST -> mount data
-    volumes_from: list[str] = field(default_factory=list)
-    read_only: bool = False
+    mounts: list[Mount]  # -v and --mount, in order
+    tmpfs: dict[str, str]  # --tmpfs DEST -> mount data
+    volumes_from: list[str]
+    read_only: bool
     # network
-    network: str = "bridge"  # none | host | bridge | container:X | a network name
-    network_aliases: list[str] = field(default_factory=list)
-    publish: list[PortBinding] = field(default_factory=list)
-    publish_all: bool = False
-    expose: list[tuple[int, str]] = field(default_factory=list)
-    dns: list[str] = field(default_factory=list)
-    dns_search: list[str] = field(default_factory=list)
-    dns_options: list[str] = field(default_factory=list)
-    extra_hosts: list[str] = field(default_factory=list)
-    mac_address: str = ""
-    ip: str = ""
-    ip6: str = ""
+    network: str  # none | host | bridge | container:X | a network name
+    network_aliases: list[str]
+    publish: list[PortBinding]
+    publish_all: bool
+    expose: list[tuple[int, str]]
+    dns: list[str]
+    dns_search: list[str]
+    dns_options: list[str]
+    extra_hosts: list[str]
+    mac_address: str
+    ip: str
+    ip6: str
     # resources
-    memory: int = 0
-    memory_swap: int = 0  # 0 = Docker's default (twice --memory), -1 = unlimited
-    memory_reservation: int = 0
-    memory_swappiness: int = -1
-    oom_kill_disable: bool = False
-    cpus: int = 0  # NanoCPUs
-    cpu_shares: int = 0
-    cpu_period: int = 0
-    cpu_quota: int = 0
-    cpuset_cpus: str = ""
-    cpuset_mems: str = ""
-    blkio_weight: int = 0
-    pids_limit: int = 0  # 0 or negative = unlimited
-    shm_size: int = 0  # 0 = Docker's default, 64 MiB
-    ulimits: list[Ulimit] = field(default_factory=list)
-    devices: list[DeviceMapping] = field(default_factory=list)
-    device_cgroup_rules: list[str] = field(default_factory=list)
-    gpus: list[DeviceRequest] = field(default_factory=list)
-    cgroup_parent: str = ""
+    memory: int
+    memory_swap: int  # 0 = Docker's default (twice --memory), -1 = unlimited
+    memory_reservation: int
+    memory_swappiness: int
+    oom_kill_disable: bool
+    cpus: int  # NanoCPUs
+    cpu_shares: int
+    cpu_period: int
+    cpu_quota: int
+    cpuset_cpus: str
+    cpuset_mems: str
+    blkio_weight: int
+    pids_limit: int  # 0 or negative = unlimited
+    shm_size: int  # 0 = Docker's default, 64 MiB
+    ulimits: list[Ulimit]
+    devices: list[DeviceMapping]
+    device_cgroup_rules: list[str]
+    gpus: list[DeviceRequest]
+    cgroup_parent: str
     # security
-    privileged: bool = False
-    cap_add: list[str] = field(default_factory=list)
-    cap_drop: list[str] = field(default_factory=list)
-    security_opt: list[str] = field(default_factory=list)
-    sysctls: dict[str, str] = field(default_factory=dict)
+    privileged: bool
+    cap_add: list[str]
+    cap_drop: list[str]
+    security_opt: list[str]
+    sysctls: dict[str, str]
     # namespaces
-    ipc: str = ""  # "" (private) | none | private | shareable | host | container:X
-    pid: str = ""  # "" | host | container:X
-    uts: str = ""  # "" | host
-    cgroupns: str = ""  # "" (private) | private | host
-    userns: str = ""
+    ipc: str  # "" (private) | none | private | shareable | host | container:X
+    pid: str  # "" | host | container:X
+    uts: str  # "" | host
+    cgroupns: str  # "" (private) | private | host
+    userns: str
     # lifecycle
-    init: bool | None = None
-    stop_signal: str = ""
-    stop_timeout: int | None = None
-    restart: RestartPolicy = field(default_factory=RestartPolicy)
-    auto_remove: bool = False
-    detach: bool = False
-    oom_score_adj: int = 0
-    runtime: str = ""
-    x11: bool = False  # Dockyard's own: the host's X11 (and Wayland) display, usable inside
-    platform: str = ""
-    pull: str = "missing"
-    log_driver: str = ""
-    log_opts: dict[str, str] = field(default_factory=dict)
-    health_cmd: str = ""
-    no_healthcheck: bool = False
-    console_size: tuple[int, int] | None = None  # (height, width) for --tty
+    init: bool | None
+    stop_signal: str
+    stop_timeout: int | None
+    restart: RestartPolicy
+    auto_remove: bool
+    detach: bool
+    oom_score_adj: int
+    runtime: str
+    x11: bool  # Dockyard's own: the host's X11 (and Wayland) display, usable inside
+    platform: str
+    pull: str
+    log_driver: str
+    log_opts: dict[str, str]
+    health_cmd: str
+    no_healthcheck: bool
+    console_size: tuple[int, int] | None  # (height, width) for --tty
+
+    def __init__(self, **kw: Any) -> None:
+        for name, default in _RUN_OPTION_DEFAULTS.items():
+            if name in kw:
+                value = kw.pop(name)
+            elif type(default) is list or type(default) is dict:
+                value = default.copy()
+            else:
+                value = default
+            object.__setattr__(self, name, value)
+        if kw:
+            raise TypeError(f"RunOptions.__init__() got an unexpected keyword argument '{next(iter(kw))}'")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass was
+
+    def __repr__(self) -> str:
+        return "RunOptions(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, nested dataclasses as dicts: what ``dataclasses.asdict`` gave."""
+        def conv(v: Any) -> Any:
+            if isinstance(v, Record):
+                return {n: conv(getattr(v, n)) for n in v._fields}
+            if hasattr(type(v), "__dataclass_fields__"):  # Mount
+                from dataclasses import asdict
+
+                return asdict(v)
+            if isinstance(v, (list, tuple)):
+                return type(v)(conv(x) for x in v)
+            if isinstance(v, dict):
+                return type(v)((conv(k), conv(x)) for k, x in v.items())
+            return v
+
+        return {n: conv(getattr(self, n)) for n in self.__slots__}
 
     def security_options(self) -> list[tuple[str, str]]:
         """Every ``--security-opt`` parsed (see :func:`parse_security_opt`)."""

@@ -17,10 +17,9 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import platform
+import os
 import re
 from collections.abc import Iterable, Mapping
-from importlib import resources
 from typing import Any
 
 from dockyard.errors import InvalidArgument
@@ -77,13 +76,13 @@ _PASSTHROUGH = (
 
 def native_arch(machine: str | None = None) -> str:
     """The running machine's arch in the profile's vocabulary (``amd64``, ``arm64``...)."""
-    m = platform.machine() if machine is None else machine
+    m = os.uname().machine if machine is None else machine
     return _MACHINE_TO_ARCH.get(m, m)
 
 
 def kernel_version(release: str | None = None) -> tuple[int, int]:
     """``"6.8.0-45-generic"`` -> ``(6, 8)`` (the running kernel's when ``release`` is None)."""
-    rel = platform.release() if release is None else release
+    rel = os.uname().release if release is None else release
     m = re.match(r"(\d+)\.(\d+)", rel)
     if not m:
         raise ValueError(f"failed to parse kernel version {rel!r}")
@@ -92,7 +91,13 @@ def kernel_version(release: str | None = None) -> tuple[int, int]:
 
 @functools.lru_cache(maxsize=1)
 def _default_profile_text() -> str:
-    return resources.files("dockyard.runtime").joinpath("seccomp_default.json").read_text(encoding="utf-8")
+    try:  # a plain file beside this module (importlib.resources costs ~4 ms to import)
+        with open(os.path.join(os.path.dirname(__file__), "seccomp_default.json"), encoding="utf-8") as f:
+            return f.read()
+    except OSError:  # e.g. imported from a zip
+        from importlib import resources
+
+        return resources.files("dockyard.runtime").joinpath("seccomp_default.json").read_text(encoding="utf-8")
 
 
 def default_profile() -> dict[str, Any]:
@@ -203,9 +208,47 @@ def load_profile(text: str, **kwargs: Any) -> dict[str, Any] | None:
     return setup_seccomp(profile, **kwargs)
 
 
+def _cache_dir() -> str:
+    return os.path.join(os.environ.get("DOCKYARD_RUN_ROOT", "/run/dockyard"), "seccomp-oci")
+
+
+def _cache_key(bounding_caps: Iterable[str], arch: str | None = None, kernel: tuple[int, int] | None = None) -> str:
+    import hashlib
+
+    ident = [sorted(set(bounding_caps)), native_arch() if arch is None else arch,
+             list(kernel_version() if kernel is None else kernel),
+             hashlib.sha256(_default_profile_text().encode()).hexdigest()]
+    return hashlib.sha256(json.dumps(ident).encode()).hexdigest()
+
+
 def default_oci_seccomp(**kwargs: Any) -> dict[str, Any] | None:
-    """Docker's default profile in OCI form for the given capabilities/arch/kernel."""
-    return setup_seccomp(default_profile(), **kwargs)
+    """Docker's default profile in OCI form for the given capabilities/arch/kernel.
+
+    The result is cached per (capabilities, arch, kernel, profile) under ``/run/dockyard/seccomp-oci``:
+    parsing and filtering the profile on every ``run`` costs more than reading back its result.
+    """
+    try:
+        key = _cache_key(**kwargs)
+    except (TypeError, ValueError):
+        return setup_seccomp(default_profile(), **kwargs)
+    path = os.path.join(_cache_dir(), key + ".json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            cached = json.load(f)
+        if cached is None or isinstance(cached, dict):
+            return cached
+    except (OSError, ValueError):
+        pass
+    out = setup_seccomp(default_profile(), **kwargs)
+    try:
+        os.makedirs(_cache_dir(), mode=0o700, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(out, f)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return out
 
 
 def allowed_syscalls(oci_seccomp: Mapping[str, Any]) -> set[str]:

@@ -21,10 +21,10 @@ import os
 import re
 import stat
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from dockyard.errors import InvalidArgument
+from dockyard.image.oci import MutableRecord, Record
 from dockyard.runtime import seccomp_default
 from dockyard.runtime.runopts import (
     ALL_CAPABILITIES,
@@ -469,18 +469,23 @@ def effective_config(
 # --- devices --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class HostDevice:
+class HostDevice(Record):
     """A device node to create in the container, with the cgroup access it is granted."""
 
     path: str  # path inside the container
     type: str  # "c", "b" or "p"
     major: int
     minor: int
-    file_mode: int = 0o666
-    uid: int = 0
-    gid: int = 0
-    permissions: str = "rwm"
+    file_mode: int
+    uid: int
+    gid: int
+    permissions: str
+    _fields = ("path", "type", "major", "minor", "file_mode", "uid", "gid", "permissions")
+
+    def __init__(self, path: str, type: str, major: int, minor: int, file_mode: int = 0o666, uid: int = 0,
+                 gid: int = 0, permissions: str = "rwm") -> None:
+        self.__dict__.update(path=path, type=type, major=major, minor=minor, file_mode=file_mode, uid=uid, gid=gid,
+                             permissions=permissions)
 
     def to_oci(self) -> dict[str, Any]:
         return {
@@ -569,18 +574,31 @@ def _depth(dest: str) -> int:
     return len(os.path.normpath(dest).split("/"))
 
 
-@dataclass
-class _CMount:
+class _CMount(MutableRecord):
     """moby's ``container.Mount``: what the daemon mounts besides the defaults."""
 
     source: str
     destination: str
-    writable: bool = True
-    propagation: str = ""
-    non_recursive: bool = False
-    data: str | None = None  # set for tmpfs
-    ro_non_recursive: bool = False
-    ro_force_recursive: bool = False
+    writable: bool
+    propagation: str
+    non_recursive: bool
+    data: str | None  # set for tmpfs
+    ro_non_recursive: bool
+    ro_force_recursive: bool
+    _fields = ("source", "destination", "writable", "propagation", "non_recursive", "data", "ro_non_recursive",
+               "ro_force_recursive")
+
+    def __init__(self, source: str, destination: str, writable: bool = True, propagation: str = "",
+                 non_recursive: bool = False, data: str | None = None, ro_non_recursive: bool = False,
+                 ro_force_recursive: bool = False) -> None:
+        self.source = source
+        self.destination = destination
+        self.writable = writable
+        self.propagation = propagation
+        self.non_recursive = non_recursive
+        self.data = data
+        self.ro_non_recursive = ro_non_recursive
+        self.ro_force_recursive = ro_force_recursive
 
 
 # --- the spec -------------------------------------------------------------------------------------

@@ -11,18 +11,21 @@ import contextlib
 import hashlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from dockyard.digest import CHUNK, hex_of, random_hex, validate
 from dockyard.errors import BlobNotFound, CorruptData
+from dockyard.image.oci import Record
 
 
-@dataclass(frozen=True)
-class BlobInfo:
+class BlobInfo(Record):
     digest: str
     size: int
+    _fields = ("digest", "size")
+
+    def __init__(self, digest: str, size: int) -> None:
+        self.__dict__.update(digest=digest, size=size)
 
 
 class BlobWriter:

@@ -13,21 +13,24 @@ import contextlib
 import fcntl
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from dockyard.digest import CHUNK, hex_of, random_hex
+from dockyard.image.oci import Record
 from dockyard.store.content import BlobWriter, _pid_alive
 from dockyard.store.metadata import MetadataDB
 
 
-@dataclass(frozen=True)
-class LayerInfo:
+class LayerInfo(Record):
     chain_id: str
     diff_id: str
     size: int
     path: Path
+    _fields = ("chain_id", "diff_id", "size", "path")
+
+    def __init__(self, chain_id: str, diff_id: str, size: int, path: Path) -> None:
+        self.__dict__.update(chain_id=chain_id, diff_id=diff_id, size=size, path=path)
 
 
 class TeeReader:

@@ -311,6 +311,9 @@ class MetadataDB:
     def containers(self) -> list[sqlite3.Row]:
         return list(self.conn.execute("SELECT * FROM containers ORDER BY created DESC"))
 
+    def container_names(self) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT name FROM containers")}
+
     def container(self, cid: str) -> sqlite3.Row | None:
         row: sqlite3.Row | None = self.conn.execute("SELECT * FROM containers WHERE id=?", (cid,)).fetchone()
         return row

@@ -14,19 +14,22 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from dockyard.errors import InvalidArgument, RuntimeFailure
+from dockyard.image.oci import Record
 
 MNT_DETACH = 2
 
 
-@dataclass(frozen=True)
-class Snapshot:
+class Snapshot(Record):
     base: Path          # containers/<id>/fs
     lowers: list[Path]  # layer diff dirs, bottom first
     driver: str         # "overlay" or "copy"
+    _fields = ("base", "lowers", "driver")
+
+    def __init__(self, base: Path, lowers: list[Path], driver: str) -> None:
+        self.__dict__.update(base=base, lowers=lowers, driver=driver)
 
     @property
     def upper(self) -> Path:
