@@ -22,7 +22,6 @@ from dockyard.image.oci import (
     OCI_MANIFEST,
     Descriptor,
     ImageConfig,
-    ImageRecord,
     Manifest,
     MutableRecord,
     chain_ids,
@@ -30,7 +29,7 @@ from dockyard.image.oci import (
 )
 from dockyard.store.content import ContentStore
 from dockyard.store.layerstore import LayerInfo, LayerStore, _rm
-from dockyard.store.metadata import MetadataDB
+from dockyard.store.metadata import ImageRecord, MetadataDB
 
 DEFAULT_ROOT = "/var/lib/dockyard"
 

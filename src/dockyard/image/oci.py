@@ -13,6 +13,7 @@ from typing import Any
 
 from dockyard.digest import sha256_bytes
 from dockyard.errors import CorruptData
+from dockyard.records import MutableRecord, Record
 
 # Media types
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -31,45 +32,6 @@ MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 INDEX_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
 LAYER_TYPES = (OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD, DOCKER_LAYER_GZIP, DOCKER_LAYER_FOREIGN,
                "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip")
-
-
-class Record:
-    """What ``@dataclass(frozen=True)`` gave these classes, less ``__init__``: repr, equality, hash and
-    immutability over ``_fields``. Plain classes, since ``@dataclass`` builds its methods with ``exec``
-    at import (about 1 ms a class, on every command) and pulls in ``inspect``.
-    """
-
-    _fields: tuple[str, ...] = ()
-
-    def _astuple(self) -> tuple[Any, ...]:
-        d = self.__dict__
-        return tuple(d[n] for n in self._fields)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__qualname__}(" + ", ".join(f"{n}={self.__dict__[n]!r}" for n in self._fields) + ")"
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        assert isinstance(other, Record)
-        return self._astuple() == other._astuple()
-
-    def __hash__(self) -> int:
-        return hash(self._astuple())
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"cannot assign to field '{name}'")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"cannot delete field '{name}'")
-
-
-class MutableRecord(Record):
-    """``@dataclass`` (not frozen): fields may be assigned, and instances are unhashable."""
-
-    __hash__ = None  # type: ignore[assignment]
-    __setattr__ = object.__setattr__  # type: ignore[assignment]
-    __delattr__ = object.__delattr__
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -322,32 +284,3 @@ def chain_ids(diff_ids: list[str]) -> list[str]:
     return out
 
 
-class ImageRecord(MutableRecord):
-    """What the metadata database knows about one local image."""
-
-    id: str
-    config_digest: str
-    manifest_digest: str | None
-    manifest_media_type: str | None
-    created: str | None
-    size: int
-    added_at: float
-    tags: list[str]
-    repo_digests: list[str]
-    chain: list[str]
-    _fields = ("id", "config_digest", "manifest_digest", "manifest_media_type", "created", "size", "added_at",
-               "tags", "repo_digests", "chain")
-
-    def __init__(self, id: str, config_digest: str, manifest_digest: str | None, manifest_media_type: str | None,
-                 created: str | None, size: int, added_at: float, tags: list[str] | None = None,
-                 repo_digests: list[str] | None = None, chain: list[str] | None = None) -> None:
-        self.id = id
-        self.config_digest = config_digest
-        self.manifest_digest = manifest_digest
-        self.manifest_media_type = manifest_media_type
-        self.created = created
-        self.size = size
-        self.added_at = added_at
-        self.tags = [] if tags is None else tags
-        self.repo_digests = [] if repo_digests is None else repo_digests
-        self.chain = [] if chain is None else chain

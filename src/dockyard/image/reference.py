@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from dockyard.errors import InvalidReference
-from dockyard.image.oci import Record
+from dockyard.records import Record
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DOMAIN = "index.docker.io"

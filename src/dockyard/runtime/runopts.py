@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dockyard.errors import InvalidArgument
-from dockyard.image.oci import Record
+from dockyard.records import Record
 
 if TYPE_CHECKING:
     from typing import Any

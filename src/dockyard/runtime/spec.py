@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from dockyard.errors import InvalidArgument
-from dockyard.image.oci import MutableRecord, Record
+from dockyard.records import MutableRecord, Record
 from dockyard.runtime import seccomp_default
 from dockyard.runtime.runopts import (
     ALL_CAPABILITIES,

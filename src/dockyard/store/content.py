@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 from dockyard.digest import CHUNK, hex_of, random_hex, validate
 from dockyard.errors import BlobNotFound, CorruptData
-from dockyard.image.oci import Record
+from dockyard.records import Record
 
 
 class BlobInfo(Record):

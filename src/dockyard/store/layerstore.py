@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from dockyard.digest import CHUNK, hex_of, random_hex
-from dockyard.image.oci import Record
+from dockyard.records import Record
 from dockyard.store.content import BlobWriter, _pid_alive
 from dockyard.store.metadata import MetadataDB
 

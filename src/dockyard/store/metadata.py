@@ -15,7 +15,39 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dockyard.image.oci import ImageRecord
+from dockyard.records import MutableRecord
+
+
+class ImageRecord(MutableRecord):
+    """What the metadata database knows about one local image."""
+
+    id: str
+    config_digest: str
+    manifest_digest: str | None
+    manifest_media_type: str | None
+    created: str | None
+    size: int
+    added_at: float
+    tags: list[str]
+    repo_digests: list[str]
+    chain: list[str]
+    _fields = ("id", "config_digest", "manifest_digest", "manifest_media_type", "created", "size", "added_at",
+               "tags", "repo_digests", "chain")
+
+    def __init__(self, id: str, config_digest: str, manifest_digest: str | None, manifest_media_type: str | None,
+                 created: str | None, size: int, added_at: float, tags: list[str] | None = None,
+                 repo_digests: list[str] | None = None, chain: list[str] | None = None) -> None:
+        self.id = id
+        self.config_digest = config_digest
+        self.manifest_digest = manifest_digest
+        self.manifest_media_type = manifest_media_type
+        self.created = created
+        self.size = size
+        self.added_at = added_at
+        self.tags = [] if tags is None else tags
+        self.repo_digests = [] if repo_digests is None else repo_digests
+        self.chain = [] if chain is None else chain
+
 
 MIGRATIONS: list[str] = [
     # 0 -> 1: images, tags, layers, containers, build cache

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from dockyard.errors import InvalidArgument, RuntimeFailure
-from dockyard.image.oci import Record
+from dockyard.records import Record
 
 MNT_DETACH = 2
 
