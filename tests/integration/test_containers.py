@@ -350,3 +350,30 @@ def test_cpus_and_memory_limits_reach_the_cgroup(cli: CLI, busybox_image: str) -
         base = Path("/sys/fs/cgroup" + cgroups[""])
         assert int((base / "memory.max").read_text()) == 64 * 1024 * 1024
         assert (base / "cpu.max").read_text().split() == ["50000", "100000"]
+
+
+def test_exec_it_gives_a_terminal_and_the_exit_status(cli: CLI, busybox_image: str) -> None:
+    cid = cli("run", "-d", "busybox", "sleep", "30").stdout.strip()
+    env = {**os.environ, "DOCKYARD_ROOT": str(cli.root)}
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(str(DOCKYARD_BIN), ["dockyard", "exec", "-it", cid, "sh"], env)
+    out = b""
+
+    def read_until(token: bytes, timeout: float = 10) -> None:
+        nonlocal out
+        end = time.time() + timeout
+        while time.time() < end and token not in out:
+            if select.select([fd], [], [], 0.1)[0]:
+                try:
+                    out += os.read(fd, 4096)
+                except OSError:
+                    return
+
+    read_until(b"# ")
+    os.write(fd, b"tty; exit 6\r")
+    read_until(b"exit 6")
+    read_until(b"\0", 2)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert b"/dev/pts/" in out and os.waitstatus_to_exitcode(status) == 6

@@ -6,12 +6,10 @@ is simply waited for, and ``-t`` relays a pty the CLI receives from the runtime.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import os
 import socket
-import sys
 from typing import TYPE_CHECKING, Any
 
 from dockyard.errors import Conflict, InvalidArgument
@@ -86,66 +84,9 @@ def exec_in(eng: Engine, name: str, cmd: list[str], *, tty: bool = False, intera
 
 
 def _relay_pty(master: int, pid: int, interactive: bool) -> int:
-    import fcntl
-    import select
-    import signal
-    import struct
-    import termios
-    import tty as _tty
+    from dockyard.runtime.ptyrelay import relay
 
-    in_fd = sys.stdin.fileno()
-    is_tty = os.isatty(in_fd)
-    saved = termios.tcgetattr(in_fd) if is_tty else None
-
-    def resize(*_: object) -> None:
-        if is_tty:
-            with contextlib.suppress(OSError):
-                size = fcntl.ioctl(in_fd, termios.TIOCGWINSZ, b"\0" * 8)
-                fcntl.ioctl(master, termios.TIOCSWINSZ, size)
-
-    old = signal.signal(signal.SIGWINCH, resize) if is_tty else None
-    resize()
-    if saved is not None:
-        _tty.setraw(in_fd)
-    pidfd = os.pidfd_open(pid)
-    watch = [master, pidfd] + ([in_fd] if interactive else [])
-    try:
-        while True:
-            try:
-                ready, _, _ = select.select(watch, [], [])
-            except InterruptedError:
-                continue
-            if master in ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:
-                    data = b""
-                if data:
-                    os.write(1, data)
-                else:
-                    watch.remove(master)
-            if in_fd in ready:
-                data = os.read(in_fd, 65536)
-                if data:
-                    os.write(master, data)
-                else:
-                    watch.remove(in_fd)
-            if pidfd in ready:
-                # Drain what the process wrote just before it ended.
-                with contextlib.suppress(OSError):
-                    while select.select([master], [], [], 0.05)[0]:
-                        data = os.read(master, 65536)
-                        if not data:
-                            break
-                        os.write(1, data)
-                _, status = os.waitpid(pid, 0)
-                code = os.waitstatus_to_exitcode(status)
-                return code if code >= 0 else 128 - code
-    finally:
-        if saved is not None:
-            termios.tcsetattr(in_fd, termios.TCSADRAIN, saved)
-        if old is not None:
-            signal.signal(signal.SIGWINCH, old)
-        os.close(pidfd)
-        os.close(master)
-        del struct
+    relay(master, stdin=interactive, pid=pid)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return code if code >= 0 else 128 - code

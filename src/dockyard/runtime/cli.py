@@ -325,51 +325,9 @@ def _wait(pid: int, master: int | None) -> int:
 
 def _pump(master: int) -> None:
     """Copy stdin -> pty master and master -> stdout until the container side closes."""
-    import select
+    from .ptyrelay import relay
 
-    restore = None
-    if os.isatty(0):
-        import fcntl
-        import termios
-        import tty
-
-        def resize(_signum: int = 0, _frame: object = None) -> None:
-            try:
-                fcntl.ioctl(master, termios.TIOCSWINSZ, fcntl.ioctl(0, termios.TIOCGWINSZ, b"\0" * 8))
-            except OSError:
-                pass
-
-        resize()
-        signal.signal(signal.SIGWINCH, resize)
-        restore = termios.tcgetattr(0)
-        tty.setraw(0)
-    try:
-        fds = [master, 0]
-        while True:
-            try:
-                ready, _, _ = select.select(fds, [], [])
-            except InterruptedError:
-                continue
-            if master in ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:
-                    data = b""
-                if not data:
-                    return
-                os.write(1, data)
-            if 0 in ready:
-                data = os.read(0, 65536)
-                if not data:
-                    fds.remove(0)
-                else:
-                    os.write(master, data)
-    finally:
-        if restore is not None:
-            import termios
-
-            termios.tcsetattr(0, termios.TCSADRAIN, restore)
-        os.close(master)
+    relay(master)
 
 
 def _run(rt: BuiltinRuntime, args: argparse.Namespace) -> int:
