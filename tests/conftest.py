@@ -78,3 +78,38 @@ def assert_one_line_error(r: Result) -> None:
     assert "Traceback" not in r.stderr, r.stderr
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert 1 <= len(lines) <= 2, r.stderr  # the message (and at most a "See --help" hint)
+
+
+def run_in_pty(argv: list[str], script: list[tuple[bytes, bytes]], *, env: dict[str, str] | None = None,
+               timeout: float = 30) -> tuple[int, bytes]:
+    """Run ``argv`` on a real pseudo-terminal, as a user at a terminal would.
+
+    ``script`` is a list of (keys to type, output to wait for); returns (exit status, everything shown).
+    """
+    import pty
+    import select
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvpe(argv[0], argv, {**os.environ, **(env or {})})
+    out = b""
+
+    def read_until(token: bytes, limit: float) -> None:
+        nonlocal out
+        end = time.time() + limit
+        while time.time() < end and token not in out:
+            if select.select([fd], [], [], 0.1)[0]:
+                try:
+                    out += os.read(fd, 4096)
+                except OSError:
+                    return
+
+    for send, wait_for in script:
+        if send:
+            os.write(fd, send)
+        read_until(wait_for, timeout)
+    read_until(b"\0", 3)  # the rest, until the program closes the terminal
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), out

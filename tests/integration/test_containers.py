@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
-import select
 import signal
 import subprocess
 import threading
@@ -15,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CLI, DOCKYARD_BIN, assert_one_line_error
+from tests.conftest import CLI, DOCKYARD_BIN, assert_one_line_error, run_in_pty
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
@@ -167,31 +165,10 @@ def test_names_prefixes_and_ambiguity(cli: CLI, busybox_image: str) -> None:
 
 
 def test_interactive_tty_ctrl_c_and_exit_130_then_start_ai(cli: CLI, busybox_image: str) -> None:
-    env = {**os.environ, "DOCKYARD_ROOT": str(cli.root)}
+    env = {"DOCKYARD_ROOT": str(cli.root)}
 
     def drive(argv: list[str], script: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:
-        pid, fd = pty.fork()
-        if pid == 0:
-            os.execve(str(DOCKYARD_BIN), ["dockyard", *argv], env)
-        out = b""
-
-        def read_until(token: bytes, timeout: float = 10) -> None:
-            nonlocal out
-            end = time.time() + timeout
-            while time.time() < end and token not in out:
-                if select.select([fd], [], [], 0.1)[0]:
-                    try:
-                        out += os.read(fd, 4096)
-                    except OSError:
-                        return
-        for send, wait_for in script:
-            if send:
-                os.write(fd, send)
-            read_until(wait_for)
-        read_until(b"\0", 3)
-        _, status = os.waitpid(pid, 0)
-        os.close(fd)
-        return os.waitstatus_to_exitcode(status), out
+        return run_in_pty([str(DOCKYARD_BIN), *argv], script, env=env)
 
     code, out = drive(["run", "-it", "--name", "tty1", "busybox", "sh"], [
         (b"", b"# "),
@@ -354,26 +331,6 @@ def test_cpus_and_memory_limits_reach_the_cgroup(cli: CLI, busybox_image: str) -
 
 def test_exec_it_gives_a_terminal_and_the_exit_status(cli: CLI, busybox_image: str) -> None:
     cid = cli("run", "-d", "busybox", "sleep", "30").stdout.strip()
-    env = {**os.environ, "DOCKYARD_ROOT": str(cli.root)}
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execve(str(DOCKYARD_BIN), ["dockyard", "exec", "-it", cid, "sh"], env)
-    out = b""
-
-    def read_until(token: bytes, timeout: float = 10) -> None:
-        nonlocal out
-        end = time.time() + timeout
-        while time.time() < end and token not in out:
-            if select.select([fd], [], [], 0.1)[0]:
-                try:
-                    out += os.read(fd, 4096)
-                except OSError:
-                    return
-
-    read_until(b"# ")
-    os.write(fd, b"tty; exit 6\r")
-    read_until(b"exit 6")
-    read_until(b"\0", 2)
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    assert b"/dev/pts/" in out and os.waitstatus_to_exitcode(status) == 6
+    code, out = run_in_pty([str(DOCKYARD_BIN), "exec", "-it", cid, "sh"],
+                           [(b"", b"# "), (b"tty; exit 6\r", b"exit 6")], env={"DOCKYARD_ROOT": str(cli.root)})
+    assert b"/dev/pts/" in out and code == 6

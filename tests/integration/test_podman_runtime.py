@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import os
-import pty
-import select
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import CLI
+from tests.conftest import CLI, run_in_pty
 
 RUNTIME = str(Path(sys.executable).with_name("dockyard-runtime"))
 pytestmark = [
@@ -63,26 +60,7 @@ def test_podman_run_exec_stop_ps_with_dockyard_runtime(podman_busybox: str) -> N
 
 
 def test_podman_run_it_through_the_console_socket(podman_busybox: str) -> None:
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execvp("podman", ["podman", "--runtime", RUNTIME, "run", "--rm", "-it", "--net=none", podman_busybox, "sh"])
-    out = b""
-
-    def read_until(token: bytes, timeout: float = 30) -> None:
-        nonlocal out
-        end = time.time() + timeout
-        while time.time() < end and token not in out:
-            if select.select([fd], [], [], 0.1)[0]:
-                try:
-                    out += os.read(fd, 4096)
-                except OSError:
-                    return
-
-    read_until(b"# ")
-    os.write(fd, b"tty; exit 5\r")
-    read_until(b"exit 5", 10)
-    read_until(b"\0", 3)
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
+    code, out = run_in_pty(["podman", "--runtime", RUNTIME, "run", "--rm", "-it", "--net=none", podman_busybox, "sh"],
+                           [(b"", b"# "), (b"tty; exit 5\r", b"exit 5")])
     assert b"/dev/pts/0" in out
-    assert os.waitstatus_to_exitcode(status) == 5
+    assert code == 5
