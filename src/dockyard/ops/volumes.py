@@ -608,9 +608,7 @@ def volumes_from(eng: Engine, container: Mapping[str, Any], mode: str = "") -> l
 
 
 def _replace(m: Mount, **kw: Any) -> Mount:
-    import dataclasses
-
-    return dataclasses.replace(m, **kw)
+    return m.replace(**kw)
 
 
 def _spec_readonly_targets(eng: Engine, cid: str) -> set[str]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dockyard.errors import InvalidArgument
@@ -255,8 +254,7 @@ _CONSISTENCY_MODES = ("consistent", "cached", "delegated")
 _VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(Record):
     """One ``-v`` or ``--mount`` entry (moby's ``mount.Mount`` plus what ``-v`` modes carry).
 
     ``type`` is ``bind`` (``source`` is an absolute host path), ``volume`` (``source`` is a volume
@@ -267,20 +265,41 @@ class Mount:
     type: str
     source: str
     target: str
-    read_only: bool = False
-    propagation: str = ""  # bind only; "" means Docker's default (rprivate)
-    nocopy: bool = False  # volume only: do not copy the image's content into a new volume
-    relabel: str = ""  # "z" or "Z" (SELinux); accepted, not acted upon
-    consistency: str = ""
-    non_recursive: bool = False  # bind-recursive=disabled: "bind" instead of "rbind"
-    readonly_non_recursive: bool = False
-    readonly_force_recursive: bool = False
-    volume_driver: str = ""
-    volume_subpath: str = ""
-    volume_labels: Mapping[str, str] = field(default_factory=dict)
-    volume_options: Mapping[str, str] = field(default_factory=dict)
-    tmpfs_options: str = ""
-    mode: str = ""  # the raw mode string of a -v spec ("ro,Z"), for `docker inspect`
+    read_only: bool
+    propagation: str  # bind only; "" means Docker's default (rprivate)
+    nocopy: bool  # volume only: do not copy the image's content into a new volume
+    relabel: str  # "z" or "Z" (SELinux); accepted, not acted upon
+    consistency: str
+    non_recursive: bool  # bind-recursive=disabled: "bind" instead of "rbind"
+    readonly_non_recursive: bool
+    readonly_force_recursive: bool
+    volume_driver: str
+    volume_subpath: str
+    volume_labels: Mapping[str, str]
+    volume_options: Mapping[str, str]
+    tmpfs_options: str
+    mode: str  # the raw mode string of a -v spec ("ro,Z"), for `docker inspect`
+    _fields = ("type", "source", "target", "read_only", "propagation", "nocopy", "relabel", "consistency",
+               "non_recursive", "readonly_non_recursive", "readonly_force_recursive", "volume_driver",
+               "volume_subpath", "volume_labels", "volume_options", "tmpfs_options", "mode")
+
+    def __init__(self, type: str, source: str, target: str, read_only: bool = False, propagation: str = "",
+                 nocopy: bool = False, relabel: str = "", consistency: str = "", non_recursive: bool = False,
+                 readonly_non_recursive: bool = False, readonly_force_recursive: bool = False,
+                 volume_driver: str = "", volume_subpath: str = "", volume_labels: Mapping[str, str] | None = None,
+                 volume_options: Mapping[str, str] | None = None, tmpfs_options: str = "", mode: str = "") -> None:
+        self.__dict__.update(
+            type=type, source=source, target=target, read_only=read_only, propagation=propagation,
+            nocopy=nocopy, relabel=relabel, consistency=consistency, non_recursive=non_recursive,
+            readonly_non_recursive=readonly_non_recursive, readonly_force_recursive=readonly_force_recursive,
+            volume_driver=volume_driver, volume_subpath=volume_subpath,
+            volume_labels={} if volume_labels is None else volume_labels,
+            volume_options={} if volume_options is None else volume_options,
+            tmpfs_options=tmpfs_options, mode=mode)
+
+    def replace(self, **changes: Any) -> Mount:
+        """A copy with ``changes`` applied (what ``dataclasses.replace`` gave)."""
+        return Mount(**{**{n: self.__dict__[n] for n in self._fields}, **changes})
 
 
 def _valid_mount_mode(mode: str) -> bool:
@@ -1298,10 +1317,6 @@ class RunOptions:
         def conv(v: Any) -> Any:
             if isinstance(v, Record):
                 return {n: conv(getattr(v, n)) for n in v._fields}
-            if hasattr(type(v), "__dataclass_fields__"):  # Mount
-                from dataclasses import asdict
-
-                return asdict(v)
             if isinstance(v, (list, tuple)):
                 return type(v)(conv(x) for x in v)
             if isinstance(v, dict):
