@@ -512,6 +512,11 @@ def test_run_rm_leaves_no_veth_and_skips_setup_when_done(cli: CLI, eng: Engine) 
     r = subprocess.run([str(DOCKYARD_BIN), "--root", str(cli.root), "run", "--rm", "busybox", "ip", "-o", "link"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "eth0" in r.stdout, r.stderr
+    # The CLI returns once the exit is recorded; the monitor then detaches and the kernel tears the
+    # namespace's veth down asynchronously: it must be gone within moments, never left behind.
+    deadline = time.monotonic() + 10
+    while not set(kn.links(networks.VETH_PREFIX, "veth")) <= mine and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert set(kn.links(networks.VETH_PREFIX, "veth")) <= mine
     net = networks.resolve_network(eng, "bridge")
     gw = networks.ipaddress.IPv4Interface(f"{net['gateway']}/{networks.ipaddress.IPv4Network(net['subnet']).prefixlen}")
