@@ -570,6 +570,19 @@ class _Child:
         raise AssertionError("unreachable")
 
 
+def _fork_intermediate(child: _Child, c2p_r: int, p2c_w: int, *, is_exec: bool) -> int:
+    """Fork the intermediate process; in the child, drop the parent's pipe ends and never return."""
+    a_pid = os.fork()
+    if a_pid == 0:  # never return into the caller's stack from a child
+        try:
+            os.close(c2p_r)
+            os.close(p2c_w)
+            child.intermediate(is_exec=is_exec)
+        finally:
+            os._exit(1)
+    return a_pid
+
+
 # --- the runtime -----------------------------------------------------------------------------------
 class BuiltinRuntime:
     """The ``Runtime`` interface (see ``dockyard.runtime``) implemented in-process."""
@@ -686,14 +699,7 @@ class BuiltinRuntime:
                        console_fd=console_fd, no_pivot=no_pivot, fifo_fd=fifo_fd, sync_hooks=sync_hooks,
                        keyring="" if no_new_keyring else f"_ses.{id}", preserve_fds=preserve_fds)  # fmt: skip
         try:
-            a_pid = os.fork()
-            if a_pid == 0:  # never return into the caller's stack from a child
-                try:
-                    os.close(c2p_r)
-                    os.close(p2c_w)
-                    child.intermediate(is_exec=False)
-                finally:
-                    os._exit(1)
+            a_pid = _fork_intermediate(child, c2p_r, p2c_w, is_exec=False)
             ctx["a_pid"] = a_pid
         finally:
             os.close(c2p_w)
@@ -1013,14 +1019,7 @@ class BuiltinRuntime:
                        c2p=c2p_w, p2c=p2c_r, stdio=stdio, console_fd=console_fd,
                        wait_child=not detach, preserve_fds=preserve_fds)  # fmt: skip
         try:
-            a_pid = os.fork()
-            if a_pid == 0:  # never return into the caller's stack from a child
-                try:
-                    os.close(c2p_r)
-                    os.close(p2c_w)
-                    child.intermediate(is_exec=True)
-                finally:
-                    os._exit(1)
+            a_pid = _fork_intermediate(child, c2p_r, p2c_w, is_exec=True)
         finally:
             os.close(c2p_w)
             os.close(p2c_r)
