@@ -7,7 +7,9 @@ This module imports nothing from Dockyard, so every layer may use it (like ``err
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Record:

@@ -28,8 +28,6 @@ to stderr), so that an error is one line on stderr.
 from __future__ import annotations
 
 import contextlib
-import copy
-import hashlib
 import io
 import json
 import os
@@ -37,8 +35,6 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TextIO
 
 from dockyard.build.dockerfile import (
     Dockerfile,
@@ -51,13 +47,19 @@ from dockyard.build.dockerfile import (
     parse_from,
 )
 from dockyard.build.shell import ShellLexer, env_from_list, expand, go_quote, go_quote_list
+from dockyard.digest import sha256_small
 from dockyard.errors import BuildError, DockyardError
+from dockyard.records import MutableRecord
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    from typing import Any, TextIO
+
     from dockyard.build.context import BuildContext, SourceTree
     from dockyard.build.executor import Rootfs, RunMount, Scratch
     from dockyard.engine import Engine, NewLayer
     from dockyard.image.oci import Platform
+    from dockyard.store.layerstore import LayerInfo
 
 __all__ = [
     "BuildOptions",
@@ -95,27 +97,51 @@ _VERTEX_INSTRUCTIONS = frozenset({"run", "copy", "add", "workdir"})
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class BuildOptions:
+class BuildOptions(MutableRecord):
     dockerfile: str
-    dockerfile_name: str = "Dockerfile"
-    tags: list[str] = field(default_factory=list)
-    build_args: dict[str, str] = field(default_factory=dict)
-    target: str | None = None
-    no_cache: bool = False
-    pull: bool = False
-    labels: dict[str, str] = field(default_factory=dict)
-    platform: str | None = None
-    network: str = "host"
-    secrets: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> ("file", path) | ("env", value)
-    quiet: bool = False
+    dockerfile_name: str
+    tags: list[str]
+    build_args: dict[str, str]
+    target: str | None
+    no_cache: bool
+    pull: bool
+    labels: dict[str, str]
+    platform: str | None
+    network: str
+    secrets: dict[str, tuple[str, str]]  # id -> ("file", path) | ("env", value)
+    quiet: bool
+    _fields = ("dockerfile", "dockerfile_name", "tags", "build_args", "target", "no_cache", "pull", "labels",
+               "platform", "network", "secrets", "quiet")
+
+    def __init__(self, dockerfile: str, dockerfile_name: str = "Dockerfile", tags: list[str] | None = None,
+                 build_args: dict[str, str] | None = None, target: str | None = None, no_cache: bool = False,
+                 pull: bool = False, labels: dict[str, str] | None = None, platform: str | None = None,
+                 network: str = "host", secrets: dict[str, tuple[str, str]] | None = None,
+                 quiet: bool = False) -> None:
+        self.dockerfile = dockerfile
+        self.dockerfile_name = dockerfile_name
+        self.tags = [] if tags is None else tags
+        self.build_args = {} if build_args is None else build_args
+        self.target = target
+        self.no_cache = no_cache
+        self.pull = pull
+        self.labels = {} if labels is None else labels
+        self.platform = platform
+        self.network = network
+        self.secrets = {} if secrets is None else secrets
+        self.quiet = quiet
 
 
-@dataclass
-class BuildResult:
+class BuildResult(MutableRecord):
     image_id: str
     tags: list[str]
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str]
+    _fields = ("image_id", "tags", "warnings")
+
+    def __init__(self, image_id: str, tags: list[str], warnings: list[str] | None = None) -> None:
+        self.image_id = image_id
+        self.tags = tags
+        self.warnings = [] if warnings is None else warnings
 
 
 def parse_build_args(values: list[str], environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -148,30 +174,51 @@ def platform_args(target: Platform, build: Platform) -> dict[str, str]:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Stage:
+class Stage(MutableRecord):
     index: int
     name: str | None
     base: str
     platform: str | None
     from_instr: Instruction
-    instructions: list[Instruction] = field(default_factory=list)
-    base_stage: int | None = None
-    deps: list[int] = field(default_factory=list)
-    images: list[str] = field(default_factory=list)  # external images named by --from / from=
+    instructions: list[Instruction]
+    base_stage: int | None
+    deps: list[int]
+    images: list[str]  # external images named by --from / from=
+    _fields = ("index", "name", "base", "platform", "from_instr", "instructions", "base_stage", "deps", "images")
+
+    def __init__(self, index: int, name: str | None, base: str, platform: str | None, from_instr: Instruction,
+                 instructions: list[Instruction] | None = None, base_stage: int | None = None,
+                 deps: list[int] | None = None, images: list[str] | None = None) -> None:
+        self.index = index
+        self.name = name
+        self.base = base
+        self.platform = platform
+        self.from_instr = from_instr
+        self.instructions = [] if instructions is None else instructions
+        self.base_stage = base_stage
+        self.deps = [] if deps is None else deps
+        self.images = [] if images is None else images
 
     @property
     def label(self) -> str:
         return self.name or f"stage-{self.index}"
 
 
-@dataclass
-class BuildPlan:
+class BuildPlan(MutableRecord):
     stages: list[Stage]
     meta_args: dict[str, str]  # global ARG values (and the platform args), as FROM lines see them
     meta_declared: list[str]  # names of the global ARGs, in order
     target: int
     order: list[int]  # the stages to build, dependencies first
+    _fields = ("stages", "meta_args", "meta_declared", "target", "order")
+
+    def __init__(self, stages: list[Stage], meta_args: dict[str, str], meta_declared: list[str], target: int,
+                 order: list[int]) -> None:
+        self.stages = stages
+        self.meta_args = meta_args
+        self.meta_declared = meta_declared
+        self.target = target
+        self.order = order
 
     def stage_named(self, name: str) -> Stage | None:
         low = name.lower()
@@ -373,18 +420,19 @@ class Vertex:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
 class _StageState:
-    stage: Stage
-    image_id: str | None
-    data: dict[str, Any]
-    layers: list[NewLayer]
-    vars: dict[str, str]  # what $VAR sees, and RUN's environment: image Env + ARGs + ENV, in order
-    args: list[tuple[str, str | None]] = field(default_factory=list)  # this stage's ARGs
-    cmd_set: bool = False
-    step: int = 1
-    total: int = 1
-    platform: str = ""
+    def __init__(self, stage: Stage, image_id: str | None, data: dict[str, Any], layers: list[NewLayer],
+                 vars: dict[str, str], *, platform: str = "") -> None:
+        self.stage = stage
+        self.image_id = image_id
+        self.data = data
+        self.layers = layers
+        self.vars = vars  # what $VAR sees, and RUN's environment: image Env + ARGs + ENV, in order
+        self.args: list[tuple[str, str | None]] = []  # this stage's ARGs
+        self.cmd_set = False
+        self.step = 1
+        self.total = 1
+        self.platform = platform
 
     @property
     def config(self) -> dict[str, Any]:
@@ -399,7 +447,21 @@ def cache_key(parent: str, *parts: Any) -> str:
     """The build cache key of a step: sha256 over the parent image and what the step depends on."""
     material = [CACHE_VERSION, parent, *parts]
     blob = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
-    return "sha256:" + hashlib.sha256(blob.encode("utf-8", "surrogateescape")).hexdigest()
+    return "sha256:" + sha256_small(blob.encode("utf-8", "surrogateescape"))
+
+
+def _deepcopy(value: Any) -> Any:
+    """``copy.deepcopy`` for JSON-shaped values (an image config), without importing ``copy``."""
+    t = type(value)
+    if t is dict:
+        return {k: _deepcopy(v) for k, v in value.items()}
+    if t is list:
+        return [_deepcopy(v) for v in value]
+    if t is str or t is int or t is bool or t is float or value is None:
+        return value
+    import copy
+
+    return copy.deepcopy(value)
 
 
 def resolve_arg(name: str, default: str | None, build_args: Mapping[str, str],
@@ -510,6 +572,8 @@ class Builder:
         self._building: set[int] = set()
         self.consumed_args: set[str] = set()
         self.warnings: list[str] = []
+        self._layer_infos: dict[str, LayerInfo] = {}
+        self._chains: dict[str, list[LayerInfo]] = {}
 
     # ---- entry point ---------------------------------------------------------------------
     def build(self) -> BuildResult:
@@ -553,7 +617,8 @@ class Builder:
             v.status("exporting layers done")
             v.status(f"writing image {image_id} done")
             for t in tags:
-                self.eng.db.set_tag(t, image_id)
+                if self.eng.db.tag_target(t) != image_id:  # a rebuild that changed nothing writes nothing
+                    self.eng.db.set_tag(t, image_id)
                 v.status(f"naming to {t} done")
             v.done()
         for w in self.warnings:
@@ -563,7 +628,7 @@ class Builder:
     def _finish(self, st: _StageState) -> str:
         """The final image: the target stage's, with ``--label`` labels, as an image of its own."""
         if st.image_id is None or self.opts.labels:
-            data = copy.deepcopy(st.data)
+            data = _deepcopy(st.data)
             cfg = data.setdefault("config", {})
             if self.opts.labels:
                 cfg["Labels"] = {**(cfg.get("Labels") or {}), **self.opts.labels}
@@ -644,7 +709,7 @@ class Builder:
             parent = self._stage_result(stage.base_stage)
             v = self.progress.vertex(name)
             st.image_id = parent.image_id
-            st.data = copy.deepcopy(parent.data)
+            st.data = _deepcopy(parent.data)
             st.layers = list(parent.layers)
         elif stage.base.lower() == "scratch":
             v = self.progress.vertex(self._step_name(st, "FROM scratch"))
@@ -668,33 +733,74 @@ class Builder:
                 v.error(str(e))
                 raise stage.from_instr.error(str(e)) from None
             st.image_id = image_id
-            st.data = self._image_data(image_id)
+            rec = self.eng.image_record(image_id)
+            st.data = self._image_data(rec.config_digest)
             st.layers = self._layers_of(image_id)
         del t0
         v.done()
         st.vars = env_from_list(st.config.get("Env") or [])
         return st
 
-    def _image_data(self, image_id: str) -> dict[str, Any]:
-        data = self.eng.image_config(image_id).data
+    def _image_data(self, config_digest: str) -> dict[str, Any]:
+        """The parts of an image's config (a fresh copy, the stage's own) that a step builds on."""
+        from dockyard.image.oci import ImageConfig
+
+        data = ImageConfig.parse(self.eng.content.read(config_digest)).data
         keep = ("created", "author", "architecture", "os", "os.version", "os.features", "variant", "config",
                 "rootfs", "history")
-        out = {k: copy.deepcopy(data[k]) for k in keep if k in data}
+        out = {k: data[k] for k in keep if k in data}
         out.setdefault("config", {})
         out.setdefault("history", [])
         return out
 
-    def _layers_of(self, image_id: str) -> list[NewLayer]:
+    def _layer_info(self, chain_id: str) -> LayerInfo | None:
+        """``eng.layers.get(chain_id)``, asked once per build for a layer that is there: the build
+        holds the layer store's shared lock, so no layer it has seen can be removed under it (one
+        that is missing may yet be made by a step, so that answer is not kept)."""
+        info = self._layer_infos.get(chain_id)
+        if info is None:
+            info = self.eng.layers.get(chain_id)
+            if info is not None:
+                self._layer_infos[chain_id] = info
+        return info
+
+    def _layers_of(self, image_id: str, *, unpacked: bool = False) -> list[NewLayer]:
+        """The layers of ``image_id``; with ``unpacked``, ImageNotFound unless every one is unpacked
+        (what :meth:`Engine.image_chain` checks), else BuildError unless every one is known."""
         from dockyard.engine import NewLayer
 
         out = []
         for row in self.eng.db.image_layers(image_id):
-            layer = self.eng.db.layer(row["chain_id"])
-            if layer is None:
-                raise BuildError(f"image {image_id[:19]}: layer {row['chain_id']} is missing from the store")
-            out.append(NewLayer(row["blob_digest"], row["blob_media_type"], row["blob_size"],
-                                layer["diff_id"], row["chain_id"]))
+            chain_id = row["chain_id"]
+            info = self._layer_info(chain_id)
+            if info is not None:
+                diff_id = info.diff_id
+            elif unpacked:
+                from dockyard.errors import ImageNotFound
+
+                raise ImageNotFound(f"image {image_id[:19]}: layer {chain_id} is missing from the store")
+            else:
+                layer = self.eng.db.layer(chain_id)
+                if layer is None:
+                    raise BuildError(f"image {image_id[:19]}: layer {chain_id} is missing from the store")
+                diff_id = layer["diff_id"]
+            out.append(NewLayer(row["blob_digest"], row["blob_media_type"], row["blob_size"], diff_id, chain_id))
         return out
+
+    def _chain(self, image_id: str) -> list[LayerInfo]:
+        """:meth:`Engine.image_chain` (the unpacked layers, bottom first), from what this build knows."""
+        if image_id not in self._chains:
+            rec = self.eng.image_record(image_id)
+            chain = []
+            for chain_id in rec.chain:
+                info = self._layer_info(chain_id)
+                if info is None:
+                    from dockyard.errors import ImageNotFound
+
+                    raise ImageNotFound(f"image {image_id[:19]}: layer {chain_id} is missing from the store")
+                chain.append(info)
+            self._chains[image_id] = chain
+        return list(self._chains[image_id])
 
     def _image(self, name: str, platform: str | None = None) -> str:
         """A base image by name: local, else pulled (always pulled with ``--pull``)."""
@@ -734,12 +840,14 @@ class Builder:
         if self.opts.no_cache:
             return False
         image_id = self.eng.db.cache_get(key)
-        if not image_id or self.eng.db.image(image_id) is None:
+        if not image_id:
+            return False
+        rec = self.eng.db.image(image_id)
+        if rec is None:
             return False
         try:
-            self.eng.image_chain(image_id)
-            data = self._image_data(image_id)
-            layers = self._layers_of(image_id)
+            layers = self._layers_of(image_id, unpacked=True)
+            data = self._image_data(rec.config_digest)
         except DockyardError:
             return False
         st.image_id, st.data, st.layers = image_id, data, layers
@@ -749,7 +857,7 @@ class Builder:
                 config: dict[str, Any] | None = None, author: str | None = None) -> None:
         from dockyard.engine import now_rfc3339
 
-        data = copy.deepcopy(st.data)
+        data = _deepcopy(st.data)
         if config is not None:
             data["config"] = config
         if author is not None:
@@ -846,7 +954,7 @@ class Builder:
             self._commit(st, created_by, key, None)
 
     def _env(self, st: _StageState, instr: Instruction, vertex: Vertex | None) -> None:
-        cfg = copy.deepcopy(st.config)
+        cfg = _deepcopy(st.config)
         env = env_from_list(cfg.get("Env") or [])
         scope = {**st.vars, **env}
         pairs = []
@@ -877,7 +985,7 @@ class Builder:
         from dockyard.build.changes import apply_instruction
 
         cmd = instr.cmd
-        cfg = copy.deepcopy(st.config)
+        cfg = _deepcopy(st.config)
         author: str | None = None
         if cmd == "maintainer":
             if not instr.args:
@@ -892,7 +1000,7 @@ class Builder:
             apply_instruction(cfg, instr, expand_env=st.vars, where=f"{instr.location()}: ")
             if cmd == "entrypoint" and st.cmd_set:
                 # as BuildKit: ENTRYPOINT drops an inherited CMD, not one set in this stage
-                cfg["Cmd"] = copy.deepcopy(st.config.get("Cmd"))
+                cfg["Cmd"] = _deepcopy(st.config.get("Cmd"))
             if cmd == "cmd":
                 st.cmd_set = True
             if cmd == "cmd":
@@ -936,13 +1044,12 @@ class Builder:
 
     # ---- WORKDIR -------------------------------------------------------------------------
     def _workdir(self, st: _StageState, instr: Instruction, vertex: Vertex | None) -> None:
-        from dockyard.build import executor
         from dockyard.build.changes import apply_instruction
 
         assert vertex is not None
         if not instr.args or not instr.args[0].strip():
             raise instr.error("WORKDIR requires exactly one argument")
-        cfg = copy.deepcopy(st.config)
+        cfg = _deepcopy(st.config)
         apply_instruction(cfg, instr, expand_env=st.vars, where=f"{instr.location()}: ")
         wd = _clean_abs(cfg.get("WorkingDir") or "/")
         cfg["WorkingDir"] = wd
@@ -954,6 +1061,8 @@ class Builder:
             return
         layer = None
         if wd != "/":
+            from dockyard.build import executor  # only now: a cached step never loads it
+
             with self._rootfs(st) as (rootfs, _scratch):
                 uid, gid = executor.user_ids(user, rootfs.path)
                 executor.make_dir_in_root(rootfs.path, wd, uid=uid, gid=gid)
@@ -966,7 +1075,7 @@ class Builder:
     def _rootfs(self, st: _StageState) -> Iterator[tuple[Rootfs, Scratch]]:
         from dockyard.build import executor
 
-        chain = self.eng.image_chain(st.image_id) if st.image_id else []
+        chain = self._chain(st.image_id) if st.image_id else []
         with executor.Scratch(self.eng) as scratch:
             yield executor.Rootfs(scratch.path / "fs", chain), scratch
 
@@ -975,7 +1084,7 @@ class Builder:
         """A mounted root of ``image_id`` to read from (COPY --from, RUN --mount from=)."""
         from dockyard.build import executor
 
-        chain = self.eng.image_chain(image_id) if image_id else []
+        chain = self._chain(image_id) if image_id else []
         with executor.Scratch(self.eng, "view") as scratch:
             yield executor.Rootfs(scratch.path / "fs", chain).path
 
@@ -1204,7 +1313,6 @@ class Builder:
 
     # ---- COPY / ADD ----------------------------------------------------------------------
     def _copy(self, st: _StageState, instr: Instruction, vertex: Vertex | None) -> None:
-        from dockyard.build import executor
         from dockyard.build.context import IgnoreMatcher, SourceTree, content_hash, has_glob
 
         assert vertex is not None
@@ -1230,7 +1338,11 @@ class Builder:
             raise instr.error(f"When using {name} with more than one source file, the destination must be a "
                               "directory and end with a /")
         chown = self._x(st, flags["chown"], instr) if "chown" in flags else None
-        chmod = executor.parse_chmod(self._x(st, flags["chmod"], instr)) if "chmod" in flags else None
+        chmod = None
+        if "chmod" in flags:
+            from dockyard.build.executor import parse_chmod
+
+            chmod = parse_chmod(self._x(st, flags["chmod"], instr))
         excludes = [self._x(st, e, instr) for e in flags.all("exclude")]
         exclude = IgnoreMatcher(excludes) if excludes else None
         checksum = self._x(st, flags["checksum"], instr) if "checksum" in flags else None
@@ -1274,7 +1386,9 @@ class Builder:
                 if is_add and src.startswith(("http://", "https://")):
                     if src.endswith(".git"):
                         raise instr.error("ADD of a git repository is not supported")
-                    dl = executor.fetch_url(src, download_dir(), checksum)
+                    from dockyard.build.executor import fetch_url
+
+                    dl = fetch_url(src, download_dir(), checksum)
                     dl_tree = SourceTree(os.path.dirname(dl.path))
                     items.append(("url", dl.filename, dl_tree, dl.filename, os.path.basename(dl.path)))
                     hash_parts.append(["url", src, dl.filename, dl.digest])
@@ -1296,9 +1410,11 @@ class Builder:
                 for named, resolved in found:
                     kind = "path"
                     host = tree.host_path(resolved)
-                    if (is_add and unpack and not from_ref and os.path.isfile(host)
-                            and executor.is_archive(host)):
-                        kind = "archive"
+                    if is_add and unpack and not from_ref and os.path.isfile(host):
+                        from dockyard.build.executor import is_archive
+
+                        if is_archive(host):
+                            kind = "archive"
                     items.append((kind, named, tree, named, resolved))
                 hash_parts.append(["src", src, [n for n, _ in found],
                                    content_hash(tree, [r for _, r in found], keep_owner=keep_owner)])
@@ -1310,6 +1426,8 @@ class Builder:
             if self._adopt(st, key):
                 vertex.cached()
                 return
+            from dockyard.build import executor  # only now: a cached COPY of context files never loads it
+
             with self._rootfs(st) as (rootfs, step_scratch):
                 owner = executor.parse_chown(chown, rootfs.path) if chown else None
                 copier = executor.Copier(rootfs.path, owner=owner, chmod=chmod, keep_owner=keep_owner,

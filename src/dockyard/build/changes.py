@@ -7,11 +7,13 @@ not here.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
-from typing import Any
 
 from dockyard.errors import BuildError, InvalidArgument
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 # What `docker commit -c` / `docker import -c` accept (moby's validCommitCommands).
 CHANGE_COMMANDS = {"cmd", "entrypoint", "env", "expose", "label", "onbuild", "stopsignal", "user",
@@ -127,6 +129,8 @@ def apply_instruction(config: dict[str, Any], instr: Any, *, expand_env: Mapping
 
 def apply_changes(config: Mapping[str, Any], changes: list[str]) -> dict[str, Any]:
     """``-c 'CMD ["sh"]'`` strings, as ``docker import``/``commit`` take them; returns a new config."""
+    import copy
+
     from dockyard.build.dockerfile import parse
 
     out = copy.deepcopy(dict(config))

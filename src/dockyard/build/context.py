@@ -16,16 +16,17 @@ or link target -- never mtimes, so touching a file does not rebuild.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import shutil
 import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 from dockyard.errors import BuildError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 __all__ = [
     "BuildContext",
@@ -443,6 +444,8 @@ def file_digest(path: str, st: os.stat_result) -> str:
     found = _hash_memo.get(key)
     if found is not None:
         return found
+    import hashlib  # here: loading OpenSSL costs milliseconds that a build without COPY never needs
+
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while True:
@@ -461,6 +464,8 @@ def content_hash(tree: SourceTree, sources: Iterable[str], *, keep_owner: bool =
     Covers each entry's path, type, permission bits, content (or link target, or device numbers)
     and, with ``keep_owner``, its uid/gid -- not its times.
     """
+    import hashlib
+
     h = hashlib.sha256()
     for src in sources:
         h.update(f"src {src}\0".encode("utf-8", "surrogateescape"))
@@ -495,6 +500,8 @@ class BuildContext(SourceTree):
 
     def close(self) -> None:
         if self._temporary:
+            import shutil
+
             shutil.rmtree(self._temporary, ignore_errors=True)
             self._temporary = None
 
@@ -519,6 +526,7 @@ class BuildContext(SourceTree):
     @classmethod
     def from_tar(cls, stream: BinaryIO, workdir: str | os.PathLike[str]) -> BuildContext:
         """Unpack a (possibly compressed) tar context into a new directory under ``workdir``."""
+        import shutil
         import tarfile
         import tempfile
 

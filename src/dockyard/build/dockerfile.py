@@ -26,11 +26,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Collection, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
 
 from dockyard.build.shell import GO_SPACE_CHARS, ShellLexer, go_quote, go_quote_list, is_go_space
 from dockyard.errors import BuildError
+from dockyard.records import MutableRecord
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "INSTRUCTIONS",
@@ -87,9 +90,10 @@ _COMMENT_HASH_HINT = (
     "a '#' after an instruction is not a comment in a Dockerfile; put comments on their own line"
 )
 
-_RE_WHITESPACE = re.compile(r"[\t\v\f\r ]+")
-_RE_DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*\Z", re.ASCII)
+# What BuildKit splits words on (its regexp ``[\t\v\f\r ]+``): see :func:`_split_blanks`.
+_BLANKS = frozenset("\t\v\f\r ")
 # Patterns needed only by some Dockerfiles: compiled on first use (re caches them), not at import.
+_RE_DIRECTIVE = r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*\Z"  # only for lines starting with '#'
 _RE_HEREDOC = r"^([0-9]*)<<(-?)([^<]*)\Z"
 _RE_LEADING_TABS = r"^\t+"
 _RE_STAGE_NAME = r"^[a-z][a-z0-9\-_.]*\Z"
@@ -101,8 +105,7 @@ _VALID_DIRECTIVES = ("syntax", "escape", "check")
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Heredoc:
+class Heredoc(MutableRecord):
     """A ``<<EOF`` here-document attached to RUN/COPY/ADD.
 
     ``content`` is the raw body (every line with its newline, terminator excluded), as BuildKit
@@ -112,10 +115,19 @@ class Heredoc:
     """
 
     name: str
-    content: str = ""
-    expand: bool = True
-    chomp: bool = False
-    file_descriptor: int = 0
+    content: str
+    expand: bool
+    chomp: bool
+    file_descriptor: int
+    _fields = ("name", "content", "expand", "chomp", "file_descriptor")
+
+    def __init__(self, name: str, content: str = "", expand: bool = True, chomp: bool = False,
+                 file_descriptor: int = 0) -> None:
+        self.name = name
+        self.content = content
+        self.expand = expand
+        self.chomp = chomp
+        self.file_descriptor = file_descriptor
 
     @property
     def text(self) -> str:
@@ -123,8 +135,7 @@ class Heredoc:
         return re.sub(_RE_LEADING_TABS, "", self.content, flags=re.MULTILINE) if self.chomp else self.content
 
 
-@dataclass
-class Instruction:
+class Instruction(MutableRecord):
     """One instruction, with its arguments split the way BuildKit's parser splits them.
 
     ``args`` by instruction:
@@ -149,14 +160,33 @@ class Instruction:
     original: str
     start_line: int
     end_line: int
-    flags: list[str] = field(default_factory=list)
-    args: list[str] = field(default_factory=list)
-    json_form: bool = False
-    heredocs: list[Heredoc] = field(default_factory=list)
-    trigger: Instruction | None = None
-    comments: list[str] = field(default_factory=list)
-    keyword: str = ""
-    filename: str = "Dockerfile"
+    flags: list[str]
+    args: list[str]
+    json_form: bool
+    heredocs: list[Heredoc]
+    trigger: Instruction | None
+    comments: list[str]
+    keyword: str
+    filename: str
+    _fields = ("cmd", "original", "start_line", "end_line", "flags", "args", "json_form", "heredocs",
+               "trigger", "comments", "keyword", "filename")
+
+    def __init__(self, cmd: str, original: str, start_line: int, end_line: int,
+                 flags: list[str] | None = None, args: list[str] | None = None, json_form: bool = False,
+                 heredocs: list[Heredoc] | None = None, trigger: Instruction | None = None,
+                 comments: list[str] | None = None, keyword: str = "", filename: str = "Dockerfile") -> None:
+        self.cmd = cmd
+        self.original = original
+        self.start_line = start_line
+        self.end_line = end_line
+        self.flags = [] if flags is None else flags
+        self.args = [] if args is None else args
+        self.json_form = json_form
+        self.heredocs = [] if heredocs is None else heredocs
+        self.trigger = trigger
+        self.comments = [] if comments is None else comments
+        self.keyword = keyword
+        self.filename = filename
 
     def location(self) -> str:
         """``Dockerfile:3`` -- the prefix every error about this instruction starts with."""
@@ -172,8 +202,7 @@ class Instruction:
         return parse_healthcheck(self) if self.cmd == "healthcheck" else None
 
 
-@dataclass
-class Dockerfile:
+class Dockerfile(MutableRecord):
     """A parsed Dockerfile.
 
     ``directives`` holds only the parser directives present (``syntax``, ``escape``, ``check``),
@@ -183,10 +212,20 @@ class Dockerfile:
     """
 
     instructions: list[Instruction]
-    directives: dict[str, str] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    filename: str = "Dockerfile"
-    source_lines: list[str] = field(default_factory=list)
+    directives: dict[str, str]
+    warnings: list[str]
+    filename: str
+    source_lines: list[str]
+    _fields = ("instructions", "directives", "warnings", "filename", "source_lines")
+
+    def __init__(self, instructions: list[Instruction], directives: dict[str, str] | None = None,
+                 warnings: list[str] | None = None, filename: str = "Dockerfile",
+                 source_lines: list[str] | None = None) -> None:
+        self.instructions = instructions
+        self.directives = {} if directives is None else directives
+        self.warnings = [] if warnings is None else warnings
+        self.filename = filename
+        self.source_lines = [] if source_lines is None else source_lines
 
     @property
     def escape(self) -> str:
@@ -203,6 +242,26 @@ class Dockerfile:
 # --------------------------------------------------------------------------------------------
 # Small helpers mirroring Go's string functions
 # --------------------------------------------------------------------------------------------
+
+
+def _split_blanks(text: str, maxsplit: int = 0) -> list[str]:
+    """``re.split(r"[\\t\\v\\f\\r ]+", text, maxsplit)``, without compiling a regex on every run."""
+    out: list[str] = []
+    start = i = 0
+    n = len(text)
+    while i < n:
+        if text[i] in _BLANKS:
+            j = i + 1
+            while j < n and text[j] in _BLANKS:
+                j += 1
+            out.append(text[start:i])
+            start = i = j
+            if maxsplit and len(out) == maxsplit:
+                break
+        else:
+            i += 1
+    out.append(text[start:])
+    return out
 
 
 def _go_trim(text: str) -> str:
@@ -281,26 +340,17 @@ class _Directives:
         self.values: dict[str, str] = {}
         self.done = False
         self.escape = "\\"
-        self._continuation = self._continuation_regex("\\")
-
-    @staticmethod
-    def _continuation_regex(token: str) -> re.Pattern[str]:
-        # The escape token as the last non-blank character continues the line, unless it is
-        # itself escaped; a line holding only the token continues too.
-        t = re.escape(token)
-        return re.compile(rf"([^{t}]){t}[ \t]*\Z|^{t}[ \t]*\Z")
 
     def set_escape(self, token: str) -> None:
         if token not in ("`", "\\"):
             raise _ParseError(f"invalid escape token '{token}' does not match ` or \\", hash_hint=False)
         self.escape = token
-        self._continuation = self._continuation_regex(token)
 
     def possible_directive(self, line: str) -> bool:
         """Record ``line`` if it is a directive; return whether it was one."""
         if self.done:
             return False
-        match = _RE_DIRECTIVE.match(line)
+        match = re.match(_RE_DIRECTIVE, line, re.ASCII) if line.startswith("#") else None
         if match is None:
             self.done = True
             return False
@@ -317,11 +367,21 @@ class _Directives:
         return True
 
     def trim_continuation(self, line: str) -> tuple[str, bool]:
-        """Strip a trailing continuation token; return (line, is_end_of_line)."""
-        match = self._continuation.search(line)
-        if match is None:
+        """Strip a trailing continuation token; return (line, is_end_of_line).
+
+        BuildKit's regexp ``([^T])T[ \\t]*$|^T[ \\t]*$`` (T the escape token): the token as the last
+        character before trailing blanks continues the line, unless it is itself escaped; a line
+        holding only the token continues too.
+        """
+        t = self.escape
+        stripped = line.rstrip(" \t")
+        if not stripped.endswith(t):
             return line, True
-        return line[: match.start()] + (match.group(1) or ""), False
+        if len(stripped) == 1:
+            return "", False
+        if stripped[-2] != t:
+            return stripped[:-1], False
+        return line, True
 
 
 # --------------------------------------------------------------------------------------------
@@ -329,15 +389,18 @@ class _Directives:
 # --------------------------------------------------------------------------------------------
 
 
-class _Parsed(NamedTuple):
-    args: list[str]
-    json_form: bool = False
-    trigger: Instruction | None = None
+class _Parsed:
+    __slots__ = ("args", "json_form", "trigger")
+
+    def __init__(self, args: list[str], json_form: bool = False, trigger: Instruction | None = None) -> None:
+        self.args = args
+        self.json_form = json_form
+        self.trigger = trigger
 
 
 def _split_command(line: str) -> tuple[str, list[str], str]:
     """(keyword, flags, rest) -- the flags are leading ``--x`` words, ``--`` ends them."""
-    parts = _RE_WHITESPACE.split(_go_trim(line), maxsplit=1)
+    parts = _split_blanks(_go_trim(line), maxsplit=1)
     rest = ""
     flags: list[str] = []
     if len(parts) == 2:
@@ -488,7 +551,7 @@ def _parse_name_val(rest: str, key: str, escape: str) -> _Parsed:
     if not words:
         return _Parsed([])
     if "=" not in words[0]:
-        parts = _RE_WHITESPACE.split(rest, maxsplit=1)
+        parts = _split_blanks(rest, maxsplit=1)
         if len(parts) < 2:
             raise _ParseError(f"{key} must have two arguments")
         return _Parsed([parts[0], parts[1], ""])
@@ -510,7 +573,7 @@ def _parse_name_or_name_val(rest: str, escape: str) -> _Parsed:
 def _parse_whitespace_delimited(rest: str) -> _Parsed:
     if rest == "":
         return _Parsed([])
-    return _Parsed(_RE_WHITESPACE.split(rest))
+    return _Parsed(_split_blanks(rest))
 
 
 def _parse_string(rest: str) -> _Parsed:
@@ -919,12 +982,32 @@ def parse_flags(
     return ParsedFlags(values)
 
 
-class FromSpec(NamedTuple):
-    """``FROM [--platform=p] image [AS name]``, still unexpanded (ARGs may appear in all three)."""
+class FromSpec(tuple[str, "str | None", "str | None"]):
+    """``FROM [--platform=p] image [AS name]``, still unexpanded (ARGs may appear in all three).
 
-    image: str
-    stage_name: str | None
-    platform: str | None
+    A tuple ``(image, stage_name, platform)`` with named fields, as a ``NamedTuple`` would be (whose
+    class is built with ``exec`` at import).
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, image: str, stage_name: str | None, platform: str | None) -> FromSpec:
+        return tuple.__new__(cls, (image, stage_name, platform))
+
+    @property
+    def image(self) -> str:
+        return self[0]
+
+    @property
+    def stage_name(self) -> str | None:
+        return self[1]
+
+    @property
+    def platform(self) -> str | None:
+        return self[2]
+
+    def __repr__(self) -> str:
+        return f"FromSpec(image={self[0]!r}, stage_name={self[1]!r}, platform={self[2]!r})"
 
 
 def parse_from(instr: Instruction) -> FromSpec:

@@ -26,14 +26,16 @@ import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
 
 from dockyard.build.context import IgnoreMatcher, SourceTree
 from dockyard.errors import BuildError, DockyardError
+from dockyard.records import MutableRecord
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    from typing import Any, BinaryIO
+
     from dockyard.engine import Engine, NewLayer
     from dockyard.store.layerstore import LayerInfo
     from dockyard.store.snapshots import Snapshot
@@ -88,11 +90,21 @@ def mounts_under(path: str | os.PathLike[str]) -> list[str]:
     return sorted(set(found), key=lambda p: p.count("/"), reverse=True)
 
 
-def _umount(target: str) -> None:
-    import ctypes
+_libc: Any = None
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.umount2(target.encode(), MNT_DETACH)
+
+def _libc_handle() -> Any:
+    global _libc
+    if _libc is None:
+        import ctypes
+
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
+def _umount(target: str) -> bool:
+    """Detach the mount at ``target`` (and everything below it); False if there was none."""
+    return bool(_libc_handle().umount2(target.encode(), MNT_DETACH) == 0)
 
 
 def unmount_all_under(path: str | os.PathLike[str]) -> None:
@@ -107,8 +119,7 @@ def unmount_all_under(path: str | os.PathLike[str]) -> None:
 def _mount(source: str, target: str, fstype: str, flags: int, data: str) -> None:
     import ctypes
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.mount(source.encode(), target.encode(), fstype.encode(), flags, data.encode()) != 0:
+    if _libc_handle().mount(source.encode(), target.encode(), fstype.encode(), flags, data.encode()) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), target)
 
@@ -258,27 +269,30 @@ class Rootfs:
 
         self.lowers = [x.path for x in chain]
         self.parent_chain = chain[-1].chain_id if chain else None
-        self.snap = snapshots.prepare(base, self.lowers, driver="overlay")
-        # Builds see the image as it is (as BuildKit's do): no /.dockerenv nor init-layer stubs;
-        # the mount points RUN needs are created and removed again by :class:`Stubs`.
-        from dockyard.store.layers import remove_tree
-
-        init = getattr(self.snap, "init", None)
-        if isinstance(init, Path) and init.exists():
-            remove_tree(init)
-            init.mkdir()
+        # Not ``snapshots.prepare``, which fills the init layer with a container's stubs (/.dockerenv,
+        # /etc/hosts...): builds see the image as it is (as BuildKit's do), and the mount points RUN
+        # needs are created and removed again by :class:`Stubs`. The init dir stays, empty, as the
+        # topmost lower dir (an overlay needs one even with no layers below: FROM scratch).
+        self.snap = snapshots.Snapshot(base, self.lowers, "overlay")
+        for d in (self.snap.upper, self.snap.work, self.snap.rootfs, self.snap.init):
+            os.makedirs(d, exist_ok=True)
+        self.path = str(self.snap.rootfs)
         try:
             if not _mount_volatile(self.snap):
                 snapshots.mount(self.snap)
         except DockyardError as e:
             raise BuildError(f"mounting the build's root filesystem failed: {e}")
-        self.path = str(self.snap.rootfs)
+        self._mounted = True
 
     def unmount(self) -> None:
-        from dockyard.store import snapshots
-
-        unmount_all_under(self.path)
-        snapshots.unmount(self.snap)
+        if not self._mounted:
+            return
+        self._mounted = False
+        # Mounts a step makes live in its container's mount namespace; here there is only the
+        # overlay, and detaching it detaches anything below it too. The sweep over mountinfo is for
+        # a mount point the kernel would not take by this path.
+        if not _umount(self.path):
+            unmount_all_under(self.path)
 
     def commit(self, eng: Engine) -> NewLayer | None:
         """Unmount, and store the upper dir as a layer on the parent; None if nothing changed."""
@@ -462,16 +476,28 @@ class Stubs:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class RunRequest:
+class RunRequest(MutableRecord):
     argv: list[str]
     env: list[str]
-    user: str = ""
-    workdir: str = "/"
-    network: str = "host"
-    mounts: list[dict[str, Any]] = field(default_factory=list)
-    privileged: bool = False
-    hostname: str = BUILD_HOSTNAME
+    user: str
+    workdir: str
+    network: str
+    mounts: list[dict[str, Any]]
+    privileged: bool
+    hostname: str
+    _fields = ("argv", "env", "user", "workdir", "network", "mounts", "privileged", "hostname")
+
+    def __init__(self, argv: list[str], env: list[str], user: str = "", workdir: str = "/", network: str = "host",
+                 mounts: list[dict[str, Any]] | None = None, privileged: bool = False,
+                 hostname: str = BUILD_HOSTNAME) -> None:
+        self.argv = argv
+        self.env = env
+        self.user = user
+        self.workdir = workdir
+        self.network = network
+        self.mounts = [] if mounts is None else mounts
+        self.privileged = privileged
+        self.hostname = hostname
 
 
 def _run_root() -> Path:
@@ -628,23 +654,42 @@ def _reap() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class RunMount:
+class RunMount(MutableRecord):
     """One ``RUN --mount=...`` (BuildKit's ``instructions.Mount``)."""
 
-    type: str = "bind"
-    target: str = ""
-    source: str = ""
-    from_: str = ""
-    readonly: bool | None = None
-    id: str = ""
-    sharing: str = "shared"
-    mode: int | None = None
-    uid: int | None = None
-    gid: int | None = None
-    size: str = ""
-    required: bool = False
-    env: str = ""
+    type: str
+    target: str
+    source: str
+    from_: str
+    readonly: bool | None
+    id: str
+    sharing: str
+    mode: int | None
+    uid: int | None
+    gid: int | None
+    size: str
+    required: bool
+    env: str
+    _fields = ("type", "target", "source", "from_", "readonly", "id", "sharing", "mode", "uid", "gid", "size",
+               "required", "env")
+
+    def __init__(self, type: str = "bind", target: str = "", source: str = "", from_: str = "",
+                 readonly: bool | None = None, id: str = "", sharing: str = "shared", mode: int | None = None,
+                 uid: int | None = None, gid: int | None = None, size: str = "", required: bool = False,
+                 env: str = "") -> None:
+        self.type = type
+        self.target = target
+        self.source = source
+        self.from_ = from_
+        self.readonly = readonly
+        self.id = id
+        self.sharing = sharing
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.size = size
+        self.required = required
+        self.env = env
 
     def canonical(self) -> str:
         """The parts of the mount that decide what a step sees (for the cache key)."""
@@ -1074,12 +1119,18 @@ def extract_archive(path: str, dest: str) -> None:
             raise BuildError(f"failed to extract {os.path.basename(path)}: {e}")
 
 
-@dataclass
-class Download:
+class Download(MutableRecord):
     path: str
     filename: str
     mtime: float | None
     digest: str
+    _fields = ("path", "filename", "mtime", "digest")
+
+    def __init__(self, path: str, filename: str, mtime: float | None, digest: str) -> None:
+        self.path = path
+        self.filename = filename
+        self.mtime = mtime
+        self.digest = digest
 
 
 def fetch_url(url: str, dest_dir: str, checksum: str | None = None) -> Download:

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 
 from dockyard.errors import BuildError
+from dockyard.records import MutableRecord
 
 __all__ = [
     "GO_SPACE_CHARS",
@@ -129,8 +129,7 @@ class _LexError(Exception):
     """Internal: a lexing error before it is wrapped with the source word."""
 
 
-@dataclass
-class ProcessResult:
+class ProcessResult(MutableRecord):
     """Everything one pass of the lexer found.
 
     ``result`` is the expanded word (``ProcessWord``), ``words`` the same text split on unquoted
@@ -140,8 +139,16 @@ class ProcessResult:
 
     result: str
     words: list[str]
-    matched: set[str] = field(default_factory=set)
-    unmatched: set[str] = field(default_factory=set)
+    matched: set[str]
+    unmatched: set[str]
+    _fields = ("result", "words", "matched", "unmatched")
+
+    def __init__(self, result: str, words: list[str], matched: set[str] | None = None,
+                 unmatched: set[str] | None = None) -> None:
+        self.result = result
+        self.words = words
+        self.matched = set() if matched is None else matched
+        self.unmatched = set() if unmatched is None else unmatched
 
 
 class _Words:
@@ -445,8 +452,7 @@ class _State:
         raise _LexError(f"unsupported modifier ({modifier}) in substitution")
 
 
-@dataclass
-class ShellLexer:
+class ShellLexer(MutableRecord):
     """BuildKit's ``shell.Lex`` with its options.
 
     * ``escape``: the Dockerfile's escape token (``\\`` or `````).
@@ -457,12 +463,24 @@ class ShellLexer:
     * ``case_insensitive_env``: look names up ignoring case, as Docker does on Windows.
     """
 
-    escape: str = "\\"
-    raw_quotes: bool = False
-    raw_escapes: bool = False
-    skip_process_quotes: bool = False
-    skip_unset_env: bool = False
-    case_insensitive_env: bool = False
+    escape: str
+    raw_quotes: bool
+    raw_escapes: bool
+    skip_process_quotes: bool
+    skip_unset_env: bool
+    case_insensitive_env: bool
+    _fields = ("escape", "raw_quotes", "raw_escapes", "skip_process_quotes", "skip_unset_env",
+               "case_insensitive_env")
+
+    def __init__(self, escape: str = "\\", raw_quotes: bool = False, raw_escapes: bool = False,
+                 skip_process_quotes: bool = False, skip_unset_env: bool = False,
+                 case_insensitive_env: bool = False) -> None:
+        self.escape = escape
+        self.raw_quotes = raw_quotes
+        self.raw_escapes = raw_escapes
+        self.skip_process_quotes = skip_process_quotes
+        self.skip_unset_env = skip_unset_env
+        self.case_insensitive_env = case_insensitive_env
 
     def process(self, word: str, env: Mapping[str, str]) -> ProcessResult:
         """Expand ``word`` against ``env``; raise BuildError naming the word on a syntax error."""
@@ -489,6 +507,8 @@ def expand(word: str, env: Mapping[str, str], *, escape: str = "\\", platform: s
     ``${VAR/pat/repl}`` and ``${VAR//pat/repl}``. ``platform="windows"`` looks variable names up
     case-insensitively, as Docker on Windows does. Raises BuildError on a syntax error.
     """
+    if "$" not in word and "'" not in word and '"' not in word and escape not in word and len(escape) == 1:
+        return word  # nothing to expand, unquote or unescape: the lexer would copy it character by character
     return _lexer_for(escape, platform).process(word, env).result
 
 
@@ -587,7 +607,7 @@ def _trim_suffix(pattern: str, value: str, greedy: bool) -> str:
     return _trim_prefix(_reverse_pattern(pattern), value[::-1], greedy)[::-1]
 
 
-_TEMPLATE_NAME = re.compile(r"[A-Za-z0-9_]+")
+_TEMPLATE_NAME = r"[A-Za-z0-9_]+"  # compiled on first use (re caches it): not at import
 
 
 def _go_expand_template(template: str, match: re.Match[str]) -> str:
@@ -597,6 +617,7 @@ def _go_expand_template(template: str, match: re.Match[str]) -> str:
     in the replacement as a group reference. The converted pattern has no groups, so every other
     reference is empty; a ``$`` that starts no reference stays literal.
     """
+    name_re = re.compile(_TEMPLATE_NAME)
     out: list[str] = []
     i = 0
     n = len(template)
@@ -615,11 +636,11 @@ def _go_expand_template(template: str, match: re.Match[str]) -> str:
         if i + 1 < n and template[i + 1] == "{":
             close = template.find("}", i + 2)
             candidate = template[i + 2 : close] if close >= 0 else ""
-            if close >= 0 and _TEMPLATE_NAME.fullmatch(candidate):
+            if close >= 0 and name_re.fullmatch(candidate):
                 name = candidate
                 end = close + 1
         else:
-            m = _TEMPLATE_NAME.match(template, i + 1)
+            m = name_re.match(template, i + 1)
             if m is not None:
                 name = m.group(0)
                 end = m.end()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
 
 from dockyard.cli.common import Parser, engine
 from dockyard.errors import BuildError, InvalidArgument
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     from dockyard.build.context import BuildContext
     from dockyard.engine import Engine

@@ -23,19 +23,19 @@ Everything here is a pure function of the filesystem: no global state, no databa
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import stat
 import tarfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
 
 from dockyard.digest import CHUNK, HashingReader
 from dockyard.errors import CorruptData, DockyardError, UnsafeArchive
+from dockyard.records import MutableRecord
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO, Literal
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
@@ -48,14 +48,20 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _ENV_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EMFILE, errno.ENFILE, errno.ENOMEM}
 
 
-@dataclass
-class UnpackStats:
-    entries: int = 0  # tar members processed (PAX / long-name pseudo headers not counted)
-    bytes: int = 0  # regular file content written
-    whiteouts: int = 0  # deletions and opaque markers applied or recorded
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (member or path, why)
-    diff_id: str = ""  # sha256 of the whole uncompressed tar stream, read to its end
-    tar_size: int = 0  # its length
+class UnpackStats(MutableRecord):
+    entries: int  # tar members processed (PAX / long-name pseudo headers not counted)
+    bytes: int  # regular file content written
+    whiteouts: int  # deletions and opaque markers applied or recorded
+    skipped: list[tuple[str, str]]  # (member or path, why)
+    diff_id: str  # sha256 of the whole uncompressed tar stream, read to its end
+    tar_size: int  # its length
+    _fields = ("entries", "bytes", "whiteouts", "skipped", "diff_id", "tar_size")
+
+    def __init__(self, entries: int = 0, bytes: int = 0, whiteouts: int = 0,
+                 skipped: list[tuple[str, str]] | None = None, diff_id: str = "", tar_size: int = 0) -> None:
+        self.entries, self.bytes, self.whiteouts = entries, bytes, whiteouts
+        self.skipped = [] if skipped is None else skipped
+        self.diff_id, self.tar_size = diff_id, tar_size
 
 
 # ---- names ----------------------------------------------------------------------------------
@@ -280,8 +286,7 @@ class _Tree:
 
 # ---- unpack ---------------------------------------------------------------------------------
 
-@dataclass
-class _DirMeta:
+class _DirMeta(MutableRecord):
     parts: tuple[str, ...]
     member: str
     mode: int
@@ -290,6 +295,12 @@ class _DirMeta:
     mtime_ns: int
     atime_ns: int
     xattrs: dict[str, bytes]
+    _fields = ("parts", "member", "mode", "uid", "gid", "mtime_ns", "atime_ns", "xattrs")
+
+    def __init__(self, parts: tuple[str, ...], member: str, mode: int, uid: int, gid: int, mtime_ns: int,
+                 atime_ns: int, xattrs: dict[str, bytes]) -> None:
+        self.parts, self.member, self.mode, self.uid, self.gid = parts, member, mode, uid, gid
+        self.mtime_ns, self.atime_ns, self.xattrs = mtime_ns, atime_ns, xattrs
 
 
 class _Unpacker:
@@ -376,7 +387,9 @@ class _Unpacker:
                 try:
                     os.mknod(leaf, 0o600 | kind, os.makedev(ti.devmajor, ti.devminor), dir_fd=pfd)
                 except PermissionError:
-                    log.warning("skipping device %s: mknod is not permitted here", member)
+                    import logging  # lazily: ~6 ms to import, for a rare warning
+
+                    logging.getLogger(__name__).warning("skipping device %s: mknod is not permitted here", member)
                     self.skip(member, "mknod not permitted")
                     return
         except OSError as e:
@@ -1053,13 +1066,11 @@ def _compare_trees(lower: str, upper: str, compare_content: bool) -> list[tuple[
     """(kind, parts) in tar order: pre-order, names sorted, changed parents before their children."""
     out: list[tuple[str, tuple[str, ...]]] = []
 
-    @dataclass
     class Frame:
-        parts: tuple[str, ...]
-        it: Iterator[str]
-        idx: int
-        meta_changed: bool
-        changed: bool = False
+        __slots__ = ("parts", "it", "idx", "meta_changed", "changed")
+
+        def __init__(self, parts: tuple[str, ...], it: Iterator[str], idx: int, meta_changed: bool) -> None:
+            self.parts, self.it, self.idx, self.meta_changed, self.changed = parts, it, idx, meta_changed, False
 
     def names(parts: tuple[str, ...]) -> Iterator[str]:
         return iter(sorted(set(_listdir(_join(lower, parts))) | set(_listdir(_join(upper, parts)))))
