@@ -41,10 +41,14 @@ def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float
     """(seconds, peak RSS in MB) of one command, which must succeed.
 
     The RSS comes from ``/usr/bin/time -f %M`` (a child's ``ru_maxrss`` seen from this process would
-    include this process' own size at fork time).
+    include this process' own size at fork time). The page cache is written back first (``sync``,
+    untimed): what the previous command left dirty (a pull's 50-100 MB) would otherwise be flushed
+    during this one and slow every ``fsync`` in it (the registry syncs each blob it receives), so
+    a tool's time would depend on which tool ran before it.
     """
     with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
         timer = ["/usr/bin/time", "-q", "-f", "%M", "-o", rss.name] if os.path.exists("/usr/bin/time") else []
+        os.sync()
         t0 = time.perf_counter()
         proc = subprocess.run([*timer, *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         dt = time.perf_counter() - t0

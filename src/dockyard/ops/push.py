@@ -12,23 +12,24 @@ repository of the same registry that the image (or another image with that layer
 or pushed to, known from RepoDigests (``Mounted from x/y``), else an upload (``Pushed``). The config
 goes beside the layers (on a thread of its own), then the manifest under the tag; the manifest's
 digest becomes a RepoDigest.
+
+The requests go by the client's stdlib transport (``RegistryClient(stdlib_http=True)``): blobs are
+sent with ``sendfile`` from the content store (verified when stored; the registry checks the
+digest it is given), and httpx is not imported unless a token server must be asked; see
+``registry/client.py`` for why. Start-up time counts here (a push of one layer to a local registry
+takes a few tenths of a second), so this module imports no more than it needs at once.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
 import sys
-import tempfile
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
 
-from dockyard.digest import hex_of, sha256_bytes
+from dockyard.digest import hex_of, sha256_small
 from dockyard.errors import BlobNotFound, ImageNotFound, InvalidArgument, RegistryError
 from dockyard.image import reference
 from dockyard.image.oci import (
@@ -44,10 +45,15 @@ from dockyard.image.oci import (
     ImageConfig,
     Manifest,
 )
+from dockyard.records import MutableRecord
 from dockyard.registry.config import RegistryConfig
 from dockyard.registry.progress import Progress
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import TextIO
+
     from dockyard.engine import Engine
     from dockyard.image.reference import Reference
     from dockyard.registry.client import RegistryClient
@@ -55,16 +61,26 @@ if TYPE_CHECKING:
 GZIP_TYPES = (OCI_LAYER_GZIP, DOCKER_LAYER_GZIP)
 
 
-@dataclass
-class _Layer:
+class _Layer(MutableRecord):
     index: int
     diff_id: str
     source_digest: str  # the blob in the local store
     source_type: str
     source_size: int
-    digest: str = ""  # the blob as pushed
-    size: int = 0
-    media_type: str = ""
+    digest: str  # the blob as pushed
+    size: int
+    media_type: str
+    _fields = ("index", "diff_id", "source_digest", "source_type", "source_size", "digest", "size", "media_type")
+
+    def __init__(self, index: int, diff_id: str, source_digest: str, source_type: str, source_size: int) -> None:
+        self.index = index
+        self.diff_id = diff_id
+        self.source_digest = source_digest
+        self.source_type = source_type
+        self.source_size = source_size
+        self.digest = ""
+        self.size = 0
+        self.media_type = ""
 
 
 # ---- the compressed-blob cache ------------------------------------------------------------------
@@ -89,6 +105,8 @@ def compressed_blob(eng: Engine, digest: str, level: int) -> tuple[str, int]:
             cw.write(chunk)
         cw.close()
         blob = w.commit(what="compressed layer")
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
@@ -96,8 +114,10 @@ def compressed_blob(eng: Engine, digest: str, level: int) -> tuple[str, int]:
             json.dump({"digest": blob.digest, "size": blob.size, "source": digest, "level": level}, f)
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        try:
             os.unlink(tmp)
+        except FileNotFoundError:
+            pass
         raise
     return blob.digest, blob.size
 
@@ -130,7 +150,7 @@ class Pusher:
         from dockyard.registry.client import RegistryClient
 
         if self._client is None or self._client.domain != domain:
-            self._client = RegistryClient(domain, config=self.config)
+            self._client = RegistryClient(domain, config=self.config, stdlib_http=True)
         return self._client
 
     def close(self) -> None:
@@ -170,10 +190,17 @@ class Pusher:
                                    lambda: eng.content.open(rec.config_digest))
 
         # The layers, and the config beside them (a small blob: its round trips then cost nothing
-        # after the layers); a layer's error is raised before the config's. Then the manifest.
+        # after the layers); a layer's error is raised before the config's. Meanwhile this thread
+        # reads the image's own manifest. Then the manifest.
         layer_tasks: list[Callable[[], None]] = [
             functools.partial(self._push_layer, client, ref, x, docker) for x in display]
-        errors = _run_in_threads([layer_tasks, [push_config]], [max(1, min(n, len(layers))), 1])
+        original: list[Manifest | None] = [None]
+
+        def read_original() -> None:
+            original[0] = self._stored_manifest(rec.manifest_digest)
+
+        errors = _run_in_threads([layer_tasks, [push_config]], [max(1, min(n, len(layers))), 1],
+                                 meanwhile=read_original)
         for e in errors:
             if e is not None:
                 raise e
@@ -181,10 +208,8 @@ class Pusher:
         mt = DOCKER_MANIFEST if docker else OCI_MANIFEST
         cfg_desc = Descriptor(DOCKER_CONFIG if docker else OCI_CONFIG, rec.config_digest, len(cfg_raw))
         descs = [Descriptor(x.media_type, x.digest, x.size) for x in layers]
-        body = self._original_manifest(rec.manifest_digest, mt, cfg_desc, descs)
-        if body is None:
-            body = Manifest.build(cfg_desc, descs, mt).raw
-        digest = sha256_bytes(body)
+        body = _unchanged(original[0], mt, cfg_desc, descs) or Manifest.build(cfg_desc, descs, mt).raw
+        digest = "sha256:" + sha256_small(body)  # a few KB: CPython's sha256 spares loading OpenSSL
         got = client.put_manifest(ref.path, ref.tag or "latest", body, mt)
         if got and got.startswith("sha256:") and got != digest:
             raise RegistryError(f"{ref.familiar}: the registry stored the manifest as {got}, "
@@ -192,20 +217,14 @@ class Pusher:
         eng.db.add_repo_digest(f"{ref.repository}@{digest}", image_id)
         return digest, len(body)
 
-    def _original_manifest(self, manifest_digest: str | None, mt: str, cfg: Descriptor,
-                           layers: list[Descriptor]) -> bytes | None:
-        if not manifest_digest or not self.eng.content.has(manifest_digest):
+    def _stored_manifest(self, manifest_digest: str | None) -> Manifest | None:
+        """The image's manifest as pulled or loaded (None when there is none, or it cannot be read)."""
+        if not manifest_digest:
             return None
-        raw = self.eng.content.read(manifest_digest)
         try:
-            m = Manifest.parse(raw)
+            return Manifest.parse(self.eng.content.read(manifest_digest))
         except Exception:
             return None
-        same = (m.media_type == mt and m.config.digest == cfg.digest
-                and m.config.media_type == cfg.media_type
-                and [(x.media_type, x.digest, x.size) for x in m.layers]
-                == [(x.media_type, x.digest, x.size) for x in layers])
-        return raw if same else None
 
     def _push_layer(self, client: RegistryClient, ref: Reference, x: _Layer, docker: bool) -> None:
         eng = self.eng
@@ -240,10 +259,21 @@ class Pusher:
         p.update(sid, "Pushed")
 
 
-def _run_in_threads(groups: list[list[Callable[[], None]]], workers: list[int]) -> list[BaseException | None]:
+def _unchanged(m: Manifest | None, mt: str, cfg: Descriptor, layers: list[Descriptor]) -> bytes | None:
+    """``m``'s bytes when it says what is pushed (the same types, digests and sizes), else None."""
+    if m is None or m.media_type != mt or (m.config.media_type, m.config.digest) != (cfg.media_type, cfg.digest):
+        return None
+    if [(x.media_type, x.digest, x.size) for x in m.layers] != [(x.media_type, x.digest, x.size) for x in layers]:
+        return None
+    return m.raw
+
+
+def _run_in_threads(groups: list[list[Callable[[], None]]], workers: list[int],
+                    meanwhile: Callable[[], None] | None = None) -> list[BaseException | None]:
     """Run each group of tasks on its own ``workers[i]`` threads, each group's in order (a thread
     pool without ``concurrent.futures``, whose import is a noticeable part of a push's start-up);
     returns what each task raised (None when it did not), all groups' tasks in a row.
+    ``meanwhile`` runs on the calling thread while they work (what it raises is raised after them).
     """
     errors: list[BaseException | None] = []
     threads: list[threading.Thread] = []
@@ -269,8 +299,12 @@ def _run_in_threads(groups: list[list[Callable[[], None]]], workers: list[int]) 
             t = threading.Thread(target=work, name=f"push_{len(threads)}")
             t.start()
             threads.append(t)
-    for t in threads:
-        t.join()
+    try:
+        if meanwhile is not None:
+            meanwhile()
+    finally:
+        for t in threads:
+            t.join()
     return errors
 
 

@@ -17,33 +17,38 @@ expires.
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import json
 import os
 import re
-import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from dockyard.errors import AuthError, RegistryError
+from dockyard.records import Record
 from dockyard.registry.config import DOCKER_HUB_CONFIG_KEY, DOCKER_HUB_DOMAIN, config_key
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
     import httpx
 
 TOKEN_USERNAME = "<token>"  # what credential helpers answer when the secret is an identity token
 
 
-@dataclass(frozen=True)
-class Credentials:
-    username: str = ""
-    password: str = ""
-    identity_token: str = ""  # OAuth2 refresh token ("identitytoken")
-    registry_token: str = ""  # a bearer token to send as is ("registrytoken")
+class Credentials(Record):
+    username: str
+    password: str
+    identity_token: str  # OAuth2 refresh token ("identitytoken")
+    registry_token: str  # a bearer token to send as is ("registrytoken")
+    _fields = ("username", "password", "identity_token", "registry_token")
+
+    def __init__(self, username: str = "", password: str = "", identity_token: str = "",
+                 registry_token: str = "") -> None:
+        self.__dict__.update(username=username, password=password, identity_token=identity_token,
+                             registry_token=registry_token)
 
     def __bool__(self) -> bool:
         return bool(self.username or self.password or self.identity_token or self.registry_token)
@@ -82,6 +87,8 @@ def load_config() -> dict[str, Any]:
 
 def save_config(data: dict[str, Any]) -> None:
     """Write config.json atomically (temp file + rename), readable by its owner only."""
+    import tempfile
+
     p = config_path()
     p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(prefix=".config.json.", dir=p.parent)
@@ -94,9 +101,26 @@ def save_config(data: dict[str, Any]) -> None:
         os.chmod(tmp, 0o600)
         os.replace(tmp, p)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        try:
             os.unlink(tmp)
+        except FileNotFoundError:
+            pass
         raise
+
+
+def _b64encode(data: bytes) -> str:
+    import binascii  # base64's C half, without base64 (start-up time)
+
+    return binascii.b2a_base64(data, newline=False).decode()
+
+
+def _b64decode(text: object) -> bytes:
+    """``base64.b64decode(text)``: ValueError (``binascii.Error`` is one) for what is not base64."""
+    import binascii
+
+    if not isinstance(text, str):
+        raise ValueError("not a string")
+    return binascii.a2b_base64(text.encode("ascii"))
 
 
 def _hostname_of(key: str) -> str:
@@ -123,7 +147,7 @@ def _decode_entry(entry: dict[str, Any]) -> Credentials:
     user, pw = entry.get("username", ""), entry.get("password", "")
     if entry.get("auth"):
         try:
-            raw = base64.b64decode(entry["auth"]).decode()
+            raw = _b64decode(entry["auth"]).decode()
         except (ValueError, UnicodeDecodeError):
             raise AuthError("invalid base64 \"auth\" in docker config.json")
         user, sep, pw = raw.partition(":")
@@ -204,7 +228,7 @@ def store_credentials(domain: str, creds: Credentials) -> Path | str:
     if creds.identity_token:
         entry["identitytoken"] = creds.identity_token
     else:
-        entry["auth"] = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+        entry["auth"] = _b64encode(f"{creds.username}:{creds.password}".encode())
     auths[key] = entry
     save_config(cfg)
     return config_path()
@@ -231,10 +255,13 @@ def erase_credentials(domain: str) -> bool:
 
 
 # ---- WWW-Authenticate --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Challenge:
+class Challenge(Record):
     scheme: str  # lower case: "basic" or "bearer"
     params: dict[str, str]
+    _fields = ("scheme", "params")
+
+    def __init__(self, scheme: str, params: dict[str, str]) -> None:
+        self.__dict__.update(scheme=scheme, params=params)
 
 
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
@@ -267,15 +294,18 @@ def parse_www_authenticate(header: str) -> list[Challenge]:
 
 
 def basic_header(creds: Credentials) -> str:
-    return "Basic " + base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+    return "Basic " + _b64encode(f"{creds.username}:{creds.password}".encode())
 
 
 class Authenticator:
     """Answers a registry's challenges for one registry, caching bearer tokens per scope."""
 
-    def __init__(self, creds: Credentials, http: httpx.Client) -> None:
+    def __init__(self, creds: Credentials, http: httpx.Client | Callable[[], httpx.Client]) -> None:
+        """``http``: the client for token requests, or a function making it at the first one (a push to
+        a registry that takes Basic credentials, or none, never imports httpx).
+        """
         self.creds = creds
-        self.http = http
+        self._http = http
         self.challenge: Challenge | None = None
         self._tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
         self._lock = threading.Lock()
@@ -319,6 +349,11 @@ class Authenticator:
             # Refresh a little early; a token with no lifetime is good for 60s (the spec's minimum).
             self._tokens[key] = (tok, now + max(10, expires_in - 10))
         return tok
+
+    @property
+    def http(self) -> httpx.Client:
+        h = self._http
+        return h() if callable(h) else h
 
     def _fetch_token(self, realm: str, service: str, scopes: list[str], offline: bool) -> tuple[str, int]:
         import httpx

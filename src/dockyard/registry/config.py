@@ -3,15 +3,16 @@
 As in Docker, loopback registries (``localhost``, ``127.0.0.0/8``, ``::1``) are reached over plain
 HTTP; other hosts only when listed in ``DOCKYARD_INSECURE_REGISTRIES`` (comma-separated
 ``host[:port]`` or CIDR ranges). ``DOCKYARD_REGISTRY_MIRRORS`` (comma-separated URLs) are tried, in
-order, before Docker Hub for ``docker.io`` images. ``RegistryConfig`` is a plain dataclass so that
-a configuration file can fill it as well as the environment.
+order, before Docker Hub for ``docker.io`` images. ``RegistryConfig`` is a plain record (keyword
+fields with defaults) so that a configuration file can fill it as well as the environment.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass, field
+
+from dockyard.records import MutableRecord
 
 DOCKER_HUB_DOMAIN = "docker.io"
 DOCKER_HUB_API_HOST = "registry-1.docker.io"
@@ -19,18 +20,32 @@ DOCKER_HUB_CONFIG_KEY = "https://index.docker.io/v1/"
 DOCKER_HUB_INDEX = "index.docker.io"
 
 
-@dataclass
-class RegistryConfig:
-    insecure_registries: list[str] = field(default_factory=list)
-    mirrors: list[str] = field(default_factory=list)
-    max_concurrent_downloads: int = 3
-    max_concurrent_uploads: int = 5
-    push_gzip_level: int = 1
-    push_chunk_size: int = 512 << 20  # one streamed PATCH for all but huge blobs, as Docker does
-    retries: int = 4
+class RegistryConfig(MutableRecord):
+    insecure_registries: list[str]
+    mirrors: list[str]
+    max_concurrent_downloads: int
+    max_concurrent_uploads: int
+    push_gzip_level: int
+    push_chunk_size: int  # one streamed request for all but huge blobs, as Docker does
+    retries: int
     # A registry name served from another place, for pull and push alike (the tour serves docker.io
     # from Dockyard's own registry on loopback): ``DOCKYARD_REGISTRY_ENDPOINTS=docker.io=http://127.0.0.1:5000``.
-    endpoint_overrides: dict[str, str] = field(default_factory=dict)
+    endpoint_overrides: dict[str, str]
+    _fields = ("insecure_registries", "mirrors", "max_concurrent_downloads", "max_concurrent_uploads",
+               "push_gzip_level", "push_chunk_size", "retries", "endpoint_overrides")
+
+    def __init__(self, insecure_registries: list[str] | None = None, mirrors: list[str] | None = None,
+                 max_concurrent_downloads: int = 3, max_concurrent_uploads: int = 5, push_gzip_level: int = 1,
+                 push_chunk_size: int = 512 << 20, retries: int = 4,
+                 endpoint_overrides: dict[str, str] | None = None) -> None:
+        self.insecure_registries = insecure_registries if insecure_registries is not None else []
+        self.mirrors = mirrors if mirrors is not None else []
+        self.max_concurrent_downloads = max_concurrent_downloads
+        self.max_concurrent_uploads = max_concurrent_uploads
+        self.push_gzip_level = push_gzip_level
+        self.push_chunk_size = push_chunk_size
+        self.retries = retries
+        self.endpoint_overrides = endpoint_overrides if endpoint_overrides is not None else {}
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> RegistryConfig:

@@ -11,7 +11,10 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import TextIO
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import TextIO
 
 _UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
 BAR_WIDTH = 50
