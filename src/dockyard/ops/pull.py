@@ -6,6 +6,9 @@ temporary layer directory. Layers are fetched in parallel (``DOCKYARD_MAX_CONCUR
 default 3); a broken connection resumes with ``Range``. Nothing becomes visible until every layer
 checked out: blobs are committed, layers published and the image row written (one transaction)
 only after all digests and diff_ids matched, so a failed pull leaves no image, no tag, no blob.
+
+The requests go by the client's stdlib transport (``RegistryClient(stdlib_http=True)``: no httpx
+to import, bodies streamed as they arrive), or by httpx when a proxy is set in the environment.
 """
 
 from __future__ import annotations
@@ -13,8 +16,6 @@ from __future__ import annotations
 import shutil
 import sys
 import threading
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
@@ -78,14 +79,16 @@ class _Tee:
             pass
 
 
-@dataclass
 class _Pending:
     """A verified layer waiting for the whole pull to succeed."""
 
-    index: int
-    writer: BlobWriter
-    tmp: Path | None
-    size: int
+    __slots__ = ("index", "writer", "tmp", "size")
+
+    def __init__(self, index: int, writer: BlobWriter, tmp: Path | None, size: int) -> None:
+        self.index = index
+        self.writer = writer
+        self.tmp = tmp
+        self.size = size
 
 
 def short_digest(digest: str) -> str:
@@ -140,7 +143,8 @@ class Puller:
             if key not in self._clients:
                 # a mirror gets the mirror's own credentials, never Docker Hub's
                 creds = get_credentials(urlsplit(base).netloc) if i + 1 < len(endpoints) else None
-                self._clients[key] = RegistryClient(domain, config=self.config, base_url=base, credentials=creds)
+                self._clients[key] = RegistryClient(domain, config=self.config, base_url=base, credentials=creds,
+                                                    stdlib_http=True)
             out.append(self._clients[key])
         return out
 
@@ -282,40 +286,52 @@ class Puller:
                   chains: list[str], todo: list[int]) -> list[_Pending]:
         if not todo:
             return []
+        # A small pool of threads, not concurrent.futures (which imports logging: start-up time). The
+        # first failure stops the others at their next read and leaves the layers not begun; the
+        # error of the first layer (in the manifest's order) that failed is raised.
         cancel = threading.Event()
+        lock = threading.Lock()
         results: dict[int, _Pending] = {}
         errors: list[tuple[int, BaseException]] = []
-        workers = min(self.config.max_concurrent_downloads, len(todo))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pull") as pool:
-            futs: dict[Future[_Pending], int] = {
-                pool.submit(self._fetch_layer, client, repo, descs[i], diff_ids[i],
-                            chains[i - 1] if i else None, i, cancel,
-                            self.eng.layers.get(chains[i]) is None): i for i in todo}
-            try:
-                done, not_done = wait(futs, return_when=FIRST_EXCEPTION)
-            except BaseException:  # Ctrl-C: stop the workers at their next read, clean up, re-raise
-                cancel.set()
-                for f in futs:
-                    f.cancel()
-                wait(futs)
-                _abort([f.result() for f in futs if f.done() and not f.cancelled() and f.exception() is None])
-                raise
-            if any(f.exception() is not None for f in done):
-                cancel.set()
-                for f in not_done:
-                    f.cancel()
-                wait(not_done)
-            for f, i in futs.items():
-                if f.cancelled():
+        unpack = {i: self.eng.layers.get(chains[i]) is None for i in todo}
+        queue = todo[::-1]  # popped from the end: in order
+
+        def work() -> None:
+            while True:
+                with lock:
+                    if not queue or cancel.is_set():
+                        return
+                    i = queue.pop()
+                try:
+                    pd = self._fetch_layer(client, repo, descs[i], diff_ids[i], chains[i - 1] if i else None, i,
+                                           cancel, unpack[i])
+                except BaseException as e:
+                    with lock:
+                        if not isinstance(e, _Cancelled):
+                            errors.append((i, e))
+                    cancel.set()
                     continue
-                e = f.exception()
-                if e is None:
-                    results[i] = f.result()
-                elif not isinstance(e, _Cancelled):
-                    errors.append((i, e))
+                with lock:
+                    results[i] = pd
+
+        workers = min(self.config.max_concurrent_downloads, len(todo))
+        threads = [threading.Thread(target=work, name=f"pull_{k}") for k in range(workers)]
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        except BaseException:  # Ctrl-C: stop the workers at their next read, clean up, re-raise
+            cancel.set()
+            for t in threads:
+                if t.ident is not None:
+                    t.join()
+            _abort(list(results.values()))
+            raise
         if errors:
             _abort(list(results.values()))
-            raise errors[0][1]
+            order = {i: n for n, i in enumerate(todo)}
+            raise min(errors, key=lambda e: order[e[0]])[1]
         return [results[i] for i in todo]
 
     def _fetch_layer(self, client: RegistryClient, repo: str, d: Descriptor, diff_id: str,

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
     import httpx
 
+    from dockyard.registry.client import StdlibHTTP
+
 TOKEN_USERNAME = "<token>"  # what credential helpers answer when the secret is an identity token
 
 
@@ -300,12 +302,15 @@ def basic_header(creds: Credentials) -> str:
 class Authenticator:
     """Answers a registry's challenges for one registry, caching bearer tokens per scope."""
 
-    def __init__(self, creds: Credentials, http: httpx.Client | Callable[[], httpx.Client]) -> None:
+    def __init__(self, creds: Credentials, http: httpx.Client | Callable[[], httpx.Client], *,
+                 wire: StdlibHTTP | None = None) -> None:
         """``http``: the client for token requests, or a function making it at the first one (a push to
-        a registry that takes Basic credentials, or none, never imports httpx).
+        a registry that takes Basic credentials, or none, never imports httpx); ``wire``: the registry
+        client's ``StdlibHTTP``, which then carries the token requests instead (httpx is not imported).
         """
         self.creds = creds
         self._http = http
+        self._wire = wire
         self.challenge: Challenge | None = None
         self._tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
         self._lock = threading.Lock()
@@ -356,30 +361,48 @@ class Authenticator:
         return h() if callable(h) else h
 
     def _fetch_token(self, realm: str, service: str, scopes: list[str], offline: bool) -> tuple[str, int]:
-        import httpx
-
-        params: list[tuple[str, str | int | float | bool | None]] = []
+        params: list[tuple[str, str]] = []
         if service:
             params.append(("service", service))
         params += [("scope", s) for s in scopes]
-        try:
-            if self.creds.identity_token:
-                form = {"grant_type": "refresh_token", "refresh_token": self.creds.identity_token,
-                        "client_id": "dockyard", "scope": " ".join(scopes)}
-                if service:
-                    form["service"] = service
-                r = self.http.post(realm, data=form)
-            else:
-                headers = {}
-                if self.creds.username or self.creds.password:
-                    headers["Authorization"] = basic_header(self.creds)
-                    if offline:
-                        params += [("offline_token", "true"), ("client_id", "dockyard")]
-                r = self.http.get(realm, params=params, headers=headers)
-        except httpx.TransportError as e:
-            from dockyard.registry.client import transport_message
+        form: dict[str, str] | None = None
+        headers: dict[str, str] = {}
+        if self.creds.identity_token:
+            form = {"grant_type": "refresh_token", "refresh_token": self.creds.identity_token,
+                    "client_id": "dockyard", "scope": " ".join(scopes)}
+            if service:
+                form["service"] = service
+        elif self.creds.username or self.creds.password:
+            headers["Authorization"] = basic_header(self.creds)
+            if offline:
+                params += [("offline_token", "true"), ("client_id", "dockyard")]
+        r: Any
+        if self._wire is not None:
+            from urllib.parse import urlencode
 
-            raise RegistryError(transport_message(e, realm))
+            from dockyard.registry.client import WireError, transport_message
+
+            try:
+                if form is not None:
+                    r = self._wire.request("POST", realm, {"Content-Type": "application/x-www-form-urlencoded"},
+                                           urlencode(form).encode())
+                else:
+                    url = realm + ("&" if "?" in realm else "?") + urlencode(params) if params else realm
+                    r = self._wire.request("GET", url, headers)
+            except WireError as e:
+                raise RegistryError(transport_message(e, realm))
+        else:
+            import httpx
+
+            try:
+                if form is not None:
+                    r = self.http.post(realm, data=form)
+                else:
+                    r = self.http.get(realm, params=tuple(params), headers=headers)
+            except httpx.TransportError as e:
+                from dockyard.registry.client import transport_message
+
+                raise RegistryError(transport_message(e, realm))
         if r.status_code in (401, 403):
             if self.creds:
                 raise AuthError("unauthorized: incorrect username or password")

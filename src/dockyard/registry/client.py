@@ -17,15 +17,17 @@ references and digests, and get bytes, streams and answers back.
 
 Two transports carry the requests, with one request loop (auth, retries, errors) over both:
 
-* ``httpx`` (the project's HTTP client) for pulls, logins and listings: streamed bodies, resumed
-  downloads;
-* ``StdlibHTTP`` for pushes (``RegistryClient(..., stdlib_http=True)``): plain sockets, a small
-  HTTP/1.1 exchange with keep-alive, and blob bodies sent with ``sendfile`` straight from the
-  content store. Why: importing httpx (with httpcore, h11, email, urllib.request...) and building
-  its client takes about 60 ms, a fifth of pushing a 50 MB layer to a local registry, where
-  ``skopeo`` starts in 15 ms; and ``sendfile`` spares the CPU two copies of every byte, which
-  the registry on the same machine can use. A push to a bearer-token registry still imports httpx
-  to fetch its tokens (``auth``); with a proxy in the environment the push uses httpx throughout.
+* ``httpx`` (the project's HTTP client) for logins and listings, and for everything when a proxy
+  is set in the environment;
+* ``StdlibHTTP`` for pushes and pulls (``RegistryClient(..., stdlib_http=True)``): plain sockets, a
+  small HTTP/1.1 exchange with keep-alive, blob bodies sent with ``sendfile`` straight from the
+  content store, and blob bodies received as they arrive (``WireStream``) into the pull's
+  decompress-and-unpack pipeline. Why: importing httpx (with httpcore, h11, email,
+  urllib.request...) and building its client takes about 60 ms, a fifth of pushing or pulling a
+  50 MB layer to or from a local registry, where ``skopeo`` starts in 15 ms; and ``sendfile``
+  spares the CPU two copies of every byte, which the registry on the same machine can use. Bearer
+  tokens are fetched by ``StdlibHTTP`` too (``auth``), so such a push or pull never imports httpx;
+  with a proxy in the environment httpx carries every request.
 """
 
 from __future__ import annotations
@@ -68,6 +70,12 @@ if TYPE_CHECKING:
         def close(self) -> None: ...
         def json(self, **kwargs: Any) -> Any: ...
 
+    class StreamResponse(Response, Protocol):
+        """An answer whose body the caller reads: ``httpx.Response`` (``stream=True``) or ``WireStream``."""
+
+        def iter_raw(self) -> Iterator[bytes]: ...
+        def iter_bytes(self) -> Iterator[bytes]: ...
+
 
 MANIFEST_ACCEPT = ", ".join((OCI_INDEX, DOCKER_MANIFEST_LIST, OCI_MANIFEST, DOCKER_MANIFEST))
 MAX_MANIFEST_SIZE = 4 << 20  # as containerd and distribution limit them
@@ -77,6 +85,7 @@ _CHUNK = 1 << 20
 _SENDFILE_PIECE = 4 << 20  # one sendfile call (progress is reported between them)
 _INLINE_BODY = 64 << 10  # a FileBody up to this size goes out in one write with the request head
 _RECV = 64 << 10
+_STREAM_RECV = 256 << 10  # one recv of a streamed body (a layer): fewer, larger pieces than httpcore's 64 KiB
 _MAX_HEADER = 64 << 10
 _MAX_BODY = 32 << 20
 _MAX_IDLE = 16  # keep-alive connections kept per host, as the httpx client's limits
@@ -361,7 +370,159 @@ class WireResponse:
         pass
 
     def json(self, **kwargs: Any) -> Any:
-        return json.loads(self.content, **kwargs)
+        return json.loads(self.read(), **kwargs)
+
+    def iter_raw(self) -> Iterator[bytes]:
+        if self.content:
+            yield self.content
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        return self.iter_raw()
+
+
+class WireStream(WireResponse):
+    """An answer of ``StdlibHTTP`` whose body is read as it arrives (``request(..., stream=True)``).
+
+    It holds its connection until the body is read to its end (the connection then goes back to the
+    pool, when it may) or until ``close()`` (which drops a connection with unread bytes, as httpx
+    does, unless they are all received already). A body cut short raises ``WireError("reset")`` after
+    every byte that arrived has been given out.
+    """
+
+    def __init__(self, request: WireRequest, status: int, reason: str, headers: _Headers, wire: StdlibHTTP,
+                 key: tuple[str, str, int], conn: _Conn, mode: str, length: int, keep: bool) -> None:
+        super().__init__(request, status, reason, headers, b"")
+        self._wire = wire
+        self._key = key
+        self._conn: _Conn | None = conn
+        self._mode = mode  # "length" (``_left`` bytes), "chunked" (``_left``: of this chunk) or "close"
+        self._left = length
+        self._keep = keep
+        self._done = False
+        self._consumed = False  # read() or iter_*() has begun
+
+    def _finish(self) -> None:
+        conn, self._conn = self._conn, None
+        self._done = True
+        if conn is not None:
+            if self._keep:
+                self._wire._give(self._key, conn)
+            else:
+                conn.close()
+
+    def _abort(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _from(self, conn: _Conn, n: int) -> bytes:
+        """Up to ``n`` bytes (n > 0): what is buffered, else one ``recv``; b"" at the end of the stream."""
+        if conn.buf:
+            data = bytes(conn.buf[:n])
+            del conn.buf[:len(data)]
+            return data
+        return conn.sock.recv(min(n, _STREAM_RECV))
+
+    def _next(self) -> bytes:
+        """The next piece of the body as received; b"" at its end."""
+        conn = self._conn
+        if self._done or conn is None:
+            return b""
+        try:
+            if self._mode == "close":
+                data = self._from(conn, _STREAM_RECV)
+                if not data:
+                    self._finish()
+                return data
+            if self._mode == "chunked" and self._left == 0:
+                line = conn.line().split(b";", 1)[0].strip()
+                try:
+                    n = int(line, 16)
+                except ValueError:
+                    n = -1
+                if n < 0:
+                    raise WireError("reset", f"malformed chunk size {line[:40]!r}")
+                if n == 0:
+                    while conn.line():  # trailers
+                        pass
+                    self._finish()
+                    return b""
+                self._left = n
+            data = self._from(conn, self._left)
+            if not data:
+                raise WireError("reset", f"the connection closed {self._left} bytes before the end of the answer")
+            self._left -= len(data)
+            if self._left == 0:
+                if self._mode == "length":
+                    self._finish()
+                elif conn.exactly(2) != b"\r\n":
+                    raise WireError("reset", "malformed chunk: no CRLF after the data")
+            return data
+        except WireError:
+            self._abort()
+            raise
+        except EOFError:
+            self._abort()
+            raise WireError("reset", "the connection closed before the end of the answer")
+        except TimeoutError as e:
+            self._abort()
+            raise WireError("timeout", e)
+        except OSError as e:
+            self._abort()
+            raise WireError("reset", e)
+
+    def iter_raw(self) -> Iterator[bytes]:
+        """The body's bytes as they arrive (no content decoding)."""
+        self._consumed = True
+        while data := self._next():
+            yield data
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        """The body, decoded from a gzip or deflate ``Content-Encoding`` as httpx would (none is asked for)."""
+        coding = (self.headers.get("content-encoding") or "").strip().lower()
+        if coding not in ("gzip", "deflate", "x-gzip"):
+            yield from self.iter_raw()
+            return
+        import zlib
+
+        d = zlib.decompressobj(zlib.MAX_WBITS | 16 if coding != "deflate" else zlib.MAX_WBITS)
+        try:
+            for data in self.iter_raw():
+                if out := d.decompress(data):
+                    yield out
+            if out := d.flush():
+                yield out
+        except zlib.error as e:
+            raise WireError("other", f"the answer's {coding} encoding is damaged: {e}")
+
+    def read(self) -> bytes:
+        if not self._consumed:
+            self._consumed = True
+            parts: list[bytes] = []
+            total = 0
+            while data := self._next():
+                total += len(data)
+                if total > _MAX_BODY:
+                    self._abort()
+                    raise WireError("other", f"the registry's answer is larger than {_MAX_BODY} bytes")
+                parts.append(data)
+            self.content = b"".join(parts)
+        return self.content
+
+    def close(self) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        if self._mode == "length" and len(conn.buf) >= self._left:  # all here: the connection can go on
+            del conn.buf[:self._left]
+            self._left = 0
+            self._finish()
+        else:
+            self._abort()
+
+    def __del__(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
 
 
 class _Stale(Exception):
@@ -436,10 +597,10 @@ class _Conn:
 
 
 class StdlibHTTP:
-    """HTTP/1.1 over the standard library's sockets, for the registry API requests of a push.
+    """HTTP/1.1 over the standard library's sockets, for the registry API requests of a push or pull.
 
     Why not httpx: see the module's docstring (start-up time, and ``sendfile`` for blob bodies).
-    It does what the push needs of httpx and no more, and answers the same way to the request loop
+    It does what pushes and pulls need of httpx and no more, and answers the same way to the request loop
     (``RegistryClient._send``), which keeps auth, retries and error words for both:
 
     * keep-alive connections per (scheme, host, port), a pooled one checked for a close or stray
@@ -449,8 +610,12 @@ class StdlibHTTP:
       page) is heard: the answer is read before the broken write is reported;
     * answers framed by ``Content-Length``, ``chunked`` or the end of the connection, no body for
       ``HEAD``, 204 and 304, interim 1xx answers skipped; bodies are read whole (API answers are
-      small, and capped at 32 MiB); no content codings are asked for (``Accept-Encoding: identity``);
-    * redirects followed when asked (``follow``: blob ``HEAD``), at most 20, with httpx's rules: a
+      small, and capped at 32 MiB), or with ``stream`` given out as they arrive (``WireStream``: blobs,
+      manifests), the connection held until the end of the body; no content codings are asked for
+      (``Accept-Encoding: identity``; ``iter_bytes`` decodes gzip or deflate anyway, as httpx would);
+    * thread safe: each request has a connection of its own, taken from or given back to the pool
+      under a lock;
+    * redirects followed when asked (``follow``: blob ``HEAD`` and ``GET``), at most 20, with httpx's rules: a
       303 (or a 301/302 to a ``POST``) turns into a ``GET`` without body, and ``Authorization`` is
       dropped when the origin changes (except an upgrade of the same host to https);
     * failures raise ``WireError`` (connect, connect_timeout, timeout, reset, other), as the
@@ -520,12 +685,19 @@ class StdlibHTTP:
 
     # ---- requests ----------------------------------------------------------------------------------
     def request(self, method: str, url: str, headers: dict[str, str], content: bytes | FileBody | None = None,
-                *, follow: bool = False) -> WireResponse:
+                *, follow: bool = False, stream: bool = False) -> WireResponse:
+        """One request (and its redirects, with ``follow``); ``stream``: the answer may be a ``WireStream``,
+        whose body the caller reads (and closes).
+        """
         for _ in range(_MAX_REDIRECTS + 1):
-            r = self._exchange(method, url, headers, content)
+            r = self._exchange(method, url, headers, content, stream)
             loc = r.headers.get("location")
             if not follow or r.status_code not in (301, 302, 303, 307, 308) or not loc:
                 return r
+            try:
+                r.read()  # as httpx: the redirect's body is read, so its connection can be used again
+            finally:
+                r.close()
             new = urljoin(url, loc)
             if (r.status_code == 303 and method != "HEAD") or (r.status_code in (301, 302) and method == "POST"):
                 method, content = "GET", None
@@ -539,7 +711,7 @@ class StdlibHTTP:
         raise WireError("other", f"stopped after {_MAX_REDIRECTS} redirects")
 
     def _exchange(self, method: str, url: str, headers: dict[str, str],
-                  content: bytes | FileBody | None) -> WireResponse:
+                  content: bytes | FileBody | None, stream: bool = False) -> WireResponse:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         try:
@@ -555,19 +727,21 @@ class StdlibHTTP:
         conn = self._take(key)
         if conn is not None:
             try:
-                return self._over(conn, key, req, head, content, reused=True)
+                return self._over(conn, key, req, head, content, reused=True, stream=stream)
             except _Stale:
                 pass  # the server closed it as it left the pool: once more on a new connection
-        return self._over(self._connect(scheme, host, port), key, req, head, content, reused=False)
+        return self._over(self._connect(scheme, host, port), key, req, head, content, reused=False, stream=stream)
 
     def _over(self, conn: _Conn, key: tuple[str, str, int], req: WireRequest, head: bytes,
-              content: bytes | FileBody | None, *, reused: bool) -> WireResponse:
-        """One request and its answer on ``conn``, which goes back to the pool when it may.
+              content: bytes | FileBody | None, *, reused: bool, stream: bool = False) -> WireResponse:
+        """One request and its answer on ``conn``, which goes back to the pool when it may (or is handed
+        to the ``WireStream`` answered, with ``stream``).
 
         ``_Stale``: a pooled connection (``reused``) failed before a byte of answer came, for a body
         that can be sent again (not a ``FileBody``, whose file has moved on).
         """
         reusable = False
+        handed = False
         received = conn.received
         try:
             broken: OSError | None = None
@@ -585,7 +759,7 @@ class StdlibHTTP:
             except (BrokenPipeError, ConnectionResetError) as e:
                 broken = e  # the server may have answered (an error) and closed: read that first
             try:
-                r, reusable = self._answer(conn, req)
+                r, reusable = self._answer(conn, req, (self, key) if stream else None)
             except (WireError, EOFError, OSError) as e:
                 if reused and not isinstance(content, FileBody) and conn.received == received and \
                         isinstance(e, EOFError | ConnectionResetError | BrokenPipeError):
@@ -597,6 +771,9 @@ class StdlibHTTP:
                 raise
             if broken is not None:
                 reusable = False
+            if isinstance(r, WireStream):
+                r._keep = r._keep and reusable
+                handed = True
             return r
         except TimeoutError as e:
             raise WireError("timeout", e)
@@ -605,7 +782,9 @@ class StdlibHTTP:
         except OSError as e:
             raise WireError("reset", e)
         finally:
-            if reusable:
+            if handed:
+                pass  # the WireStream reads the body and gives the connection back
+            elif reusable:
                 self._give(key, conn)
             else:
                 conn.close()
@@ -637,8 +816,13 @@ class StdlibHTTP:
         except UnicodeEncodeError as e:
             raise WireError("other", f"a header that is not Latin-1: {e}")
 
-    def _answer(self, conn: _Conn, req: WireRequest) -> tuple[WireResponse, bool]:
-        """Read one answer (after any 1xx); (response, whether the connection can be used again)."""
+    def _answer(self, conn: _Conn, req: WireRequest,
+                stream: tuple[StdlibHTTP, tuple[str, str, int]] | None = None) -> tuple[WireResponse, bool]:
+        """Read one answer (after any 1xx); (response, whether the connection can be used again).
+
+        ``stream`` (this transport and the connection's pool key): an answer with a body is a
+        ``WireStream`` over ``conn``, its headers only read.
+        """
         while True:
             status_line = conn.line()
             version, _, rest = status_line.partition(b" ")
@@ -666,24 +850,32 @@ class StdlibHTTP:
             break
         keep = version == b"HTTP/1.1" and "close" not in (headers.get("connection") or "").lower()
         te = (headers.get("transfer-encoding") or "").lower()
+        mode, n = "length", 0
         if req.method == "HEAD" or status in (204, 304) or 100 <= status < 200:
-            body = b""
+            pass
         elif te:
-            if te.rsplit(",", 1)[-1].strip() != "chunked":
-                body, keep = conn.to_end(_MAX_BODY), False
-            else:
-                body = self._chunked(conn)
+            mode = "chunked" if te.rsplit(",", 1)[-1].strip() == "chunked" else "close"
         elif "content-length" in headers:
             values = {v.strip() for v in headers["content-length"].split(",")}
             if len(values) != 1 or not next(iter(values)).isdigit():
                 raise WireError("reset", f"invalid Content-Length {headers['content-length']!r}")
             n = int(values.pop())
-            if n > _MAX_BODY:
-                raise WireError("other", f"the registry's answer is larger than {_MAX_BODY} bytes")
-            body = conn.exactly(n)
         else:
-            body, keep = conn.to_end(_MAX_BODY), False
-        return WireResponse(req, status, reason.decode("latin-1"), headers, body), keep
+            mode = "close"
+        if mode == "close":
+            keep = False
+        text = reason.decode("latin-1")
+        if stream is not None and (mode != "length" or n):
+            return WireStream(req, status, text, headers, stream[0], stream[1], conn, mode, n, keep), keep
+        if mode == "chunked":
+            body = self._chunked(conn)
+        elif mode == "close":
+            body = conn.to_end(_MAX_BODY)
+        elif n > _MAX_BODY:
+            raise WireError("other", f"the registry's answer is larger than {_MAX_BODY} bytes")
+        else:
+            body = conn.exactly(n)
+        return WireResponse(req, status, text, headers, body), keep
 
     @staticmethod
     def _chunked(conn: _Conn) -> bytes:
@@ -737,8 +929,9 @@ class RegistryClient:
     def __init__(self, domain: str, *, config: RegistryConfig | None = None,
                  credentials: Credentials | None = None, base_url: str | None = None,
                  timeout: float = 60.0, stdlib_http: bool = False) -> None:
-        """``stdlib_http``: send the requests that need no streamed answer with ``StdlibHTTP`` (a push's
-        requests), unless a proxy is configured; httpx, made at its first use, carries the rest.
+        """``stdlib_http``: send every request with ``StdlibHTTP`` (pushes and pulls), unless a proxy is
+        configured; httpx, made at its first use, then carries nothing (the bearer tokens go by
+        ``StdlibHTTP`` too). Without it, httpx carries every request.
         """
         self.domain = domain
         self.config = config or RegistryConfig.from_env()
@@ -752,7 +945,7 @@ class RegistryClient:
         if self.wire is None:
             self._make_http()
         self.auth = Authenticator(credentials if credentials is not None else get_credentials(domain),
-                                  lambda: self.http)
+                                  lambda: self.http, wire=self.wire)
         self._pinged = False
         self._ping_lock = threading.Lock()
 
@@ -835,14 +1028,14 @@ class RegistryClient:
               authenticate: bool = True, follow: bool = False, retry_refused: bool = True) -> Response:
         """One request with auth, retries (transport errors, 5xx, 429) and one re-auth on 401.
 
-        ``StdlibHTTP`` carries it when the client has one and ``stream`` is false, httpx otherwise
-        (``stream=True``: the body is read by the caller; see ``_send_stream``).
+        ``StdlibHTTP`` carries it when the client has one, httpx otherwise (``stream=True``: the body
+        is read by the caller; see ``_send_stream``).
         ``retry_refused=False``: a refused connection fails at once (nobody listens: the first
         contact with a registry says so without waiting through the backoff).
         """
         if authenticate:
             self._ensure_pinged()
-        wire = self.wire if not stream else None
+        wire = self.wire
         attempts = 1 + (self.config.retries if retry else 0)
         attempt = 0
         reauthed = False
@@ -855,7 +1048,7 @@ class RegistryClient:
             r: Response
             try:
                 if wire is not None:
-                    r = wire.request(method, url, h, content, follow=follow)
+                    r = wire.request(method, url, h, content, follow=follow, stream=stream)
                 else:
                     r = self._httpx_send(method, url, h, content, stream, follow)
             except WireError as e:
@@ -880,10 +1073,10 @@ class RegistryClient:
 
     def _send_stream(self, method: str, url: str, *, scopes: list[str] | None,
                      headers: dict[str, str] | None = None, retry: bool = True,
-                     follow: bool = False) -> httpx.Response:
-        """``_send`` with ``stream=True``: an httpx response whose body the caller reads."""
+                     follow: bool = False) -> StreamResponse:
+        """``_send`` with ``stream=True``: an answer whose body the caller reads (``iter_raw``, ``iter_bytes``)."""
         r = self._send(method, url, scopes=scopes, headers=headers, stream=True, retry=retry, follow=follow)
-        return r  # type: ignore[return-value]  # httpx carries every streamed request
+        return r  # type: ignore[return-value]  # a streamed request's answer is a WireStream or httpx's
 
     def _httpx_send(self, method: str, url: str, headers: dict[str, str], content: bytes | FileBody | None,
                     stream: bool, follow: bool) -> httpx.Response:
@@ -1142,6 +1335,24 @@ class RegistryClient:
         return list(results) if isinstance(results, list) else None
 
 
+def _raw_chunks(r: StreamResponse) -> Iterator[bytes]:
+    """``r.iter_raw()``, with httpx's transport errors raised as ``WireError`` (as ``StdlibHTTP``'s)."""
+    if isinstance(r, WireResponse):
+        yield from r.iter_raw()
+        return
+    import httpx
+
+    it = r.iter_raw()
+    while True:
+        try:
+            data = next(it)
+        except StopIteration:
+            return
+        except httpx.TransportError as e:
+            raise WireError(_failure_kind(e), e)
+        yield data
+
+
 class BlobReader:
     """A file-like ``read()`` over a blob's body that resumes with ``Range`` when a connection breaks.
 
@@ -1158,7 +1369,7 @@ class BlobReader:
         self.pos = offset
         self.resumes = 0
         self._on_bytes = on_bytes
-        self._resp: httpx.Response | None = None
+        self._resp: StreamResponse | None = None
         self._it: Iterator[bytes] | None = None
         self._buf = b""
         self._off = 0
@@ -1192,7 +1403,7 @@ class BlobReader:
         else:
             raise self.client._fail(r, f"{self.repo}: blob {self.digest}")
         self._resp = r
-        self._it = r.iter_raw()  # as received: a cut body keeps every byte that arrived
+        self._it = _raw_chunks(r)  # as received: a cut body keeps every byte that arrived
 
     def _drop(self) -> None:
         if self._resp is not None:
@@ -1204,8 +1415,6 @@ class BlobReader:
         self._it = None
 
     def _next_chunk(self) -> bytes:
-        import httpx
-
         failures = 0
         while True:
             if self._eof:
@@ -1220,7 +1429,7 @@ class BlobReader:
                     data = next(self._it)
                 except StopIteration:
                     data = b""
-            except (httpx.TransportError, RegistryError) as e:
+            except (WireError, RegistryError) as e:
                 if isinstance(e, AuthError | RegistryNotFound):
                     self._drop()
                     raise
