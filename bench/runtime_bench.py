@@ -7,7 +7,9 @@ Not a test: a number to watch.  Needs root, busybox-static and runc.  Usage::
 Both runtimes get the same config.json (runc's default ``spec`` with terminal off and a cgroupsPath),
 so the comparison covers namespaces, mounts, devices, masked/readonly paths, caps, rlimits and the
 cgroup.  ``dockyard-runtime`` runs through a tiny launcher equivalent to the console script, so its
-number includes interpreter start-up -- the cost a caller of the command really pays.
+number includes interpreter start-up -- the cost a caller of the command really pays.  The
+create+start+delete rows are podman's sequence of separate invocations.  Rows are interleaved per
+iteration, so background load skews them alike; compare medians and minimums across rows.
 """
 
 from __future__ import annotations
@@ -56,19 +58,23 @@ def launcher(root: str) -> str:
     return path
 
 
-def time_runs(argv_for: object, n: int) -> list[float]:
-    out = []
-    for i in range(n):
-        argv = argv_for(f"bench{i}")  # type: ignore[operator]
-        t0 = time.perf_counter()
-        proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        out.append((time.perf_counter() - t0) * 1000)
-        if proc.returncode != 0:
-            raise SystemExit(f"{argv[0]} failed: {proc.stderr.decode()}")
-    return out
+def time_cmds(argvs_for: object, i: int, err: object) -> float:
+    """Wall time of running the command lines ``argvs_for(id)`` one after the other.
+
+    stderr goes to a file, not a pipe: after ``create`` the container's init keeps its stdio, and
+    waiting for EOF on a pipe would wait for ``start``."""
+    t0 = time.perf_counter()
+    for argv in argvs_for(f"bench{i}"):  # type: ignore[operator]
+        err.seek(0)  # type: ignore[attr-defined]
+        err.truncate()  # type: ignore[attr-defined]
+        code = subprocess.call(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)  # type: ignore[arg-type]
+        if code != 0:
+            err.seek(0)  # type: ignore[attr-defined]
+            raise SystemExit(f"{' '.join(argv)} failed: {err.read().decode()}")  # type: ignore[attr-defined]
+    return (time.perf_counter() - t0) * 1000
 
 
-def time_api(bundle: str, root: str, n: int) -> list[float]:
+def api_runner(bundle: str, root: str) -> object:
     """In-process BuiltinRuntime create+start+wait+delete: what the engine's monitor pays per container."""
     from dockyard.runtime import linux as L
     from dockyard.runtime.builtin import BuiltinRuntime
@@ -76,42 +82,66 @@ def time_api(bundle: str, root: str, n: int) -> list[float]:
     L.prctl(L.PR_SET_CHILD_SUBREAPER, 1)
     rt = BuiltinRuntime(root)
     devnull = os.open(os.devnull, os.O_RDWR)
-    out = []
-    for i in range(n):
+
+    def run(i: int) -> float:
         t0 = time.perf_counter()
         pid = rt.create(f"api{i}", bundle, stdio=(devnull, devnull, devnull))
         rt.start(f"api{i}")
         os.waitpid(pid, 0)
         rt.delete(f"api{i}")
-        out.append((time.perf_counter() - t0) * 1000)
-    os.close(devnull)
-    return out
+        return (time.perf_counter() - t0) * 1000
+
+    return run
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("-n", type=int, default=20)
     ap.add_argument("--cmd", default="true")
+    ap.add_argument("--blocks", action="store_true",
+                    help="run each row N times in a row instead of interleaving the rows (runc gains from it: "
+                         "back-to-back cgroup.procs writes skip an RCU grace period)")  # fmt: skip
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         bundle = make_bundle(tmp, args.cmd.split())
         dy = launcher(tmp)
-        runs = {
-            "python -c pass": time_runs(lambda _i: [sys.executable, "-c", "pass"], args.n),
-            "runc run": time_runs(lambda i: ["runc", "--root", f"{tmp}/runc", "run", "-b", bundle, i], args.n),
-            "dockyard-runtime run": time_runs(
-                lambda i: [dy, "--root", f"{tmp}/dy", "run", "-b", bundle, i], args.n
-            ),
-            "BuiltinRuntime (API)": time_api(bundle, f"{tmp}/api", args.n),
-        }
-        for d in ("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "systemd"):
+
+        def runc(*a: str) -> list[str]:
+            return ["runc", "--root", f"{tmp}/runc", *a]
+
+        def dyr(*a: str) -> list[str]:
+            return [dy, "--root", f"{tmp}/dy", *a]
+
+        cases = {
+            "python -c pass": lambda i: [[sys.executable, "-c", "pass"]],
+            "runc run": lambda i: [runc("run", "-b", bundle, i)],
+            "dockyard-runtime run": lambda i: [dyr("run", "-b", bundle, i)],
+            # podman's sequence: separate create, start and delete invocations
+            "runc create+start+delete": lambda i: [runc("create", "-b", bundle, i), runc("start", i),
+                                                   runc("delete", "-f", i)],
+            "dockyard create+start+delete": lambda i: [dyr("create", "-b", bundle, i), dyr("start", i),
+                                                       dyr("delete", "-f", i)],
+        }  # fmt: skip
+        api = api_runner(bundle, f"{tmp}/api")
+        runs: dict[str, list[float]] = {name: [] for name in [*cases, "BuiltinRuntime (API)"]}
+        # Interleaved, so that whatever else the machine does weighs on every row alike.
+        order = [(i, name) for name in runs for i in range(args.n)] if args.blocks else \
+            [(i, name) for i in range(args.n) for name in runs]  # fmt: skip
+        with tempfile.TemporaryFile() as err:
+            for i, name in order:
+                if name in cases:
+                    runs[name].append(time_cmds(cases[name], i, err))
+                else:
+                    runs[name].append(api(i))  # type: ignore[operator]
+        for d in ("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "systemd", ""):
             try:
-                os.rmdir(f"/sys/fs/cgroup/{d}/dockyard-bench")
+                os.rmdir(f"/sys/fs/cgroup/{d}/dockyard-bench".replace("//", "/"))
             except OSError:
                 pass
-    print(f"{'command':<24}{'median ms':>10}{'min ms':>10}{'max ms':>10}   (N={args.n}, process: {args.cmd})")
+    mode = "in blocks" if args.blocks else "interleaved"
+    print(f"{'command':<30}{'median ms':>10}{'min ms':>10}{'max ms':>10}   (N={args.n} {mode}, process: {args.cmd})")
     for name, xs in runs.items():
-        print(f"{name:<24}{statistics.median(xs):>10.1f}{min(xs):>10.1f}{max(xs):>10.1f}")
+        print(f"{name:<30}{statistics.median(xs):>10.1f}{min(xs):>10.1f}{max(xs):>10.1f}")
     return 0
 
 

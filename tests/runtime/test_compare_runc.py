@@ -42,6 +42,22 @@ def test_namespaces_and_identity(dy, runc, make_bundle) -> None:  # type: ignore
     assert "CapEff:\t0000000020000420" in out
 
 
+@pytest.mark.parametrize("user", ["root", "unprivileged"])
+def test_loopback_up_in_a_new_network_namespace(dy, runc, make_bundle, user: str) -> None:  # type: ignore[no-untyped-def]
+    """A new network namespace starts with ``lo`` down; runc's init brings it up (libcontainer's
+    "loopback" network), before dropping privileges -- so must ours, whatever the process's user."""
+
+    def edit(cfg: dict[str, Any]) -> None:
+        assert {"type": "network"} in cfg["linux"]["namespaces"]  # new, not joined by path
+        if user == "unprivileged":
+            cfg["process"]["user"] = {"uid": 1000, "gid": 1000}
+            cfg["process"]["capabilities"] = {k: [] for k in ("bounding", "effective", "permitted", "ambient")}
+
+    out = both(dy, runc, make_bundle, "cat /sys/class/net/lo/operstate /sys/class/net/lo/flags; ip link show lo", edit)
+    assert out.split()[:2] == ["unknown", "0x9"]  # IFF_UP | IFF_LOOPBACK
+    assert "<LOOPBACK,UP,LOWER_UP>" in out
+
+
 def test_mounts(dy, runc, make_bundle, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     shared = tmp_path / "shared"
     shared.mkdir()

@@ -97,8 +97,26 @@ def test_api_create_errors(rt, make_bundle) -> None:  # type: ignore[no-untyped-
 
     with pytest.raises(RuntimeFailure, match="/no/such/source"):
         rt.create(new_id(), make_bundle(["true"], bad_mount))
-    # failed creates leave nothing behind
+
+    # fails in the intermediate, while the caller is making the cgroup
+    def bad_netns(cfg: dict) -> None:  # type: ignore[type-arg]
+        cfg["linux"]["namespaces"] = [ns for ns in cfg["linux"]["namespaces"] if ns["type"] != "network"]
+        cfg["linux"]["namespaces"].append({"type": "network", "path": "/no/such/netns"})
+
+    bundle = make_bundle(["true"], bad_netns)
+    for _ in range(5):
+        with pytest.raises(RuntimeFailure, match="failed to open network namespace /no/such/netns"):
+            rt.create(new_id(), bundle)
+
+    # fails in the caller's cgroup setup, after the fork
+    def bad_limit(cfg: dict) -> None:  # type: ignore[type-arg]
+        cfg["linux"]["resources"]["pids"] = {"limit": "lots"}
+
+    with pytest.raises((RuntimeFailure, ValueError)):
+        rt.create(new_id(), make_bundle(["true"], bad_limit))
+    # failed creates leave nothing behind, cgroups included
     assert rt.list() == []
+    assert not [p for p in Path("/sys/fs/cgroup").glob("*/dockyard-test/*") if p.is_dir()]
 
 
 def test_api_exit_status_through_subreaper(tmp_path: Path, make_bundle) -> None:  # type: ignore[no-untyped-def]

@@ -390,3 +390,138 @@ def test_hooks_timeout_failure_and_stdin(tmp_path: Path) -> None:
                   "createRuntime", b"{}")  # fmt: skip
     with pytest.raises(RuntimeFailure, match="fork/exec /no/such/hook"):
         run_hooks([{"path": "/no/such/hook"}], "poststop", b"{}")
+
+
+# --- the CLI's fast paths: argparse's and json's results, without importing them -----------------------
+_ARGV_CASES = [
+    ["run", "ID"], ["run", "-b", "/b", "ID"], ["run", "--bundle", "/b", "ID"], ["run", "--bundle=/b", "ID"],
+    ["run", "ID", "-b", "/b", "-d"], ["run", "--detach", "--keep", "--pid-file", "/p", "ID"],
+    ["--root", "/r", "--log", "/l", "--log-format", "json", "run", "-b", "b", "ID"],
+    ["--root=/r", "--debug", "--systemd-cgroup", "create", "--console-socket", "/s", "ID"],
+    ["--rootless", "false", "--criu", "x", "create", "ID", "--no-pivot", "--no-new-keyring"],
+    ["create", "--preserve-fds", "3", "ID"], ["create", "--preserve-fds=2", "ID"],
+    ["create", "--preserve-fds", "x", "ID"],
+    ["create", "--preserve-fds", "-1", "ID"], ["create", "ID", "ID2"], ["create"], ["create", "-b"],
+    ["create", "-b", "--pid-file", "p", "ID"], ["create", "--bun", "/b", "ID"], ["create", "-b/b", "ID"],
+    ["create", "--no-pivot=1", "ID"], ["create", "--", "ID"], ["create", "-h"], ["--help"], ["-v"], ["--version"],
+    ["--log-format", "xml", "create", "ID"], ["create", "ID", "--root", "/r"], ["--unknown", "create", "ID"],
+    ["start", "ID"], ["state", "ID"], ["pause", "ID"], ["resume", "ID"], ["state"], ["state", "-x", "ID"],
+    ["kill", "ID"], ["kill", "ID", "KILL"], ["kill", "-a", "ID", "9"], ["kill", "ID", "9", "--all"],
+    ["kill", "ID", "-a", "KILL"], ["kill", "ID", "-9"], ["kill", "ID", "SIGTERM", "extra"],
+    ["delete", "ID"], ["delete", "-f", "ID"], ["delete", "ID", "--force"], ["delete", "--force=yes", "ID"],
+    ["exec", "ID", "sh", "-c", "echo hi"], ["exec", "-t", "--cwd", "/", "-e", "A=1", "-e", "B=2", "ID", "ls", "-l"],
+    ["exec", "--process", "/p.json", "-d", "--pid-file", "/p", "--console-socket", "/s", "ID"],
+    ["exec", "-u", "1000:1000", "-g", "10", "--additional-gids", "20", "-c", "CAP_KILL", "--no-new-privs", "ID", "id"],
+    ["exec", "ID", "--", "ls"], ["exec", "--preserve-fds", "2", "ID", "-t"], ["exec", "-d"], ["exec", "-p"],
+    ["list"], ["list", "-q"], ["ps", "ID"], ["features"], ["spec", "-b", "/x"], [], ["nosuchcommand", "ID"],
+    ["run", "", "-b", "/b"], ["run", "-d", "-b", "x y", "ID"],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("argv", _ARGV_CASES, ids=lambda a: " ".join(a) or "<empty>")
+def test_fast_parse_agrees_with_argparse(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """Whatever ``_fast_parse`` accepts, argparse parses to exactly the same values; the rest is argparse's."""
+    from dockyard.runtime.cli import _command_of, _fast_parse, _parser
+
+    fast = _fast_parse(argv)
+    if fast is None:
+        return
+    expected = vars(_parser(_command_of(argv)).parse_args(argv))
+    assert vars(fast) == expected
+
+
+_HEAVY = ("argparse", "json", "re", "enum", "signal", "ctypes", "typing", "dataclasses", "select", "socket",
+          "subprocess", "resource", "fcntl", "struct", "hashlib")  # fmt: skip
+
+
+def _modules_after(argv: list[str]) -> str:
+    import subprocess
+    import sys
+
+    code = (f"import sys; from dockyard.runtime.cli import main; code = main({argv!r}); "
+            f"print(code, sorted(m for m in {_HEAVY!r} if m in sys.modules))")  # fmt: skip
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_hot_commands_import_none_of_the_heavy_modules(tmp_path: Path) -> None:
+    """The start-up budget of ``dockyard-runtime state/start/delete``: no argparse, json, ctypes..."""
+    for cmd in ("state", "start", "delete", "kill"):
+        assert _modules_after(["--root", str(tmp_path), cmd, "nope"]) == "1 []"
+
+
+@pytest.mark.root
+def test_run_imports_none_of_the_heavy_modules(tmp_path: Path, make_bundle) -> None:  # type: ignore[no-untyped-def]
+    bundle = make_bundle(["true"])
+    assert _modules_after(["--root", str(tmp_path), "run", "-b", str(bundle), "t-heavy"]) == "0 []"
+
+
+@pytest.mark.parametrize("doc", [
+    b'{"a": [1, 2.5, -3e10, true, false, null, "x\\u00e9\\n"], "b": {}}', b"  [1, 2]\n", b'"s"', b"NaN",
+    "{\"k\": \"\u00e9\"}".encode(), b"", b"{", b"[1,]", b"{} x", b"\xef\xbb\xbf{}", b"\xff\xfe{\x00}\x00", b"\xc3(",
+])  # fmt: skip
+def test_json_loads_is_json(doc: bytes) -> None:
+    from dockyard.runtime.state import json_loads
+
+    for arg in (doc, doc.decode("utf-8", "replace")):
+        try:
+            want: object = ("ok", json.loads(arg))
+        except ValueError as e:
+            want = (type(e), str(e))
+        try:
+            got: object = ("ok", json_loads(arg))
+        except ValueError as e:
+            got = (type(e), str(e))
+        assert repr(got) == repr(want)  # repr: NaN != NaN
+
+
+def test_json_dumps_is_json() -> None:
+    from dockyard.runtime.state import json_dumps
+
+    docs: list[object] = [{"a": 1, "b": [1, 2, {"c": None}], "d": True, "e": 1.5, "f": "é\n\"", "g": [], "h": {}},
+                          [], {}, "x", 1, None, [float("nan"), float("inf")], {"k": (1, 2)},
+                          {"z": 1, "a": {"y": 2, "b": 3}}]  # fmt: skip
+    for doc in docs:
+        assert json_dumps(doc) == json.dumps(doc)
+        assert json_dumps(doc, indent=2) == json.dumps(doc, indent=2)
+        assert json_dumps(doc, sort_keys=True) == json.dumps(doc, sort_keys=True)
+    assert json_dumps({1: 2}, indent=2) == json.dumps({1: 2}, indent=2)  # non-str keys: handed to json
+    with pytest.raises(TypeError):
+        json_dumps({"x": object()})
+
+
+@pytest.mark.root
+def test_rlimits_through_prlimit_behave_like_resource() -> None:
+    """``linux.setrlimit``/``getrlimit`` (prlimit via ctypes) give ``resource``'s values and errors."""
+    import resource
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a child, to lower limits and drop CAP_SYS_RESOURCE freely
+        os.close(r)
+        out: list[object] = []
+        try:
+            num = resource.RLIMIT_NOFILE
+            out.append(L.getrlimit(num) == resource.getrlimit(num))
+            L.setrlimit(num, (100, 200))
+            out.append(resource.getrlimit(num))
+            resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+            out.append(L.getrlimit(resource.RLIMIT_CORE))
+            eff, perm, inh = L.capget()
+            L.capset(eff & ~(1 << 24), perm, inh)  # no CAP_SYS_RESOURCE: raising the hard limit is refused
+            for limits in ((300, 100), (100, 400), (L.RLIM_INFINITY, L.RLIM_INFINITY)):
+                for setter in (resource.setrlimit, L.setrlimit):
+                    try:
+                        setter(num, limits)
+                        out.append("ok")
+                    except (OSError, ValueError) as e:
+                        out.append(f"{type(e).__name__}: {e}")
+        finally:
+            os.write(w, repr(out).encode())
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        got = f.read()
+    os.waitpid(pid, 0)
+    exceeds = "ValueError: current limit exceeds maximum limit"
+    refused = "ValueError: not allowed to raise maximum limit"
+    assert got == repr([True, (100, 200), (-1, -1), exceeds, exceeds, refused, refused, refused, refused])

@@ -2,30 +2,39 @@
 
 Process layout of ``create`` (no interpreter is ever re-executed)::
 
-    caller (engine or dockyard-runtime CLI)          -- validates, creates the cgroup, builds seccomp
-      └─ fork: intermediate                          -- joins the cgroup and ``path`` namespaces,
-           │                                            unshares user ns (caller writes the id maps),
-           │                                            unshares the rest, forks, reports the pid, exits
+    caller (engine or dockyard-runtime CLI)          -- validates, builds seccomp; after the fork,
+      │                                                 creates the cgroup, says "cgroup", copies the
+      │                                                 config, pre-writes state.json
+      └─ fork: intermediate                          -- joins ``path`` namespaces, unshares user ns
+           │                                            (caller writes the id maps), unshares the rest,
+           │                                            joins a new session keyring, brings ``lo`` up
+           │                                            in a new netns, joins the cgroup, forks,
+           │                                            reports the pid, exits
            └─ fork: init (pid 1 of a new pid ns)     -- mounts, devices, pivot_root, sysctl, console,
                                                         masks, rlimits, user, caps; reports "ready";
                                                         blocks opening ``exec.fifo`` for write
 
+The caller makes the cgroup while the intermediate makes the namespaces -- they take about as long --
+unless the intermediate has to join it first thing (a new cgroup namespace, a user namespace, a joined
+mount namespace): then the cgroup is made before the fork, as runc does.  The intermediate always
+joins by writing "0" (see ``Cgroup.join``), so the init is in the cgroup from its first instruction.
+
 Because the intermediate exits, the init is re-parented to the caller's nearest child subreaper (the
 engine's monitor sets ``PR_SET_CHILD_SUBREAPER``), never to a long-lived runtime.  ``start`` opens the
 fifo for reading, which releases the init; the init writes ``0``, runs startContainer hooks, loads
-seccomp and ``execve``s.  The fifo's write end is close-on-exec, so ``start`` reads until EOF: extra
-bytes mean the exec failed and carry the error, which ``start`` raises -- an exact "did it exec?" answer.
+seccomp and ``execve``s.  The init holds a write end of the fifo from before "ready" to its execve, all
+close-on-exec, so ``start`` just reads until EOF: extra bytes mean the exec failed and carry the error,
+which ``start`` raises -- an exact "did it exec?" answer, with no polling.
 
 Messages from children to the caller travel over a pipe as ``<kind> <payload>\\n`` lines (each under
 PIPE_BUF, so lines from the two children never interleave): ``pid N``, ``usermap``, ``hooks``,
-``ready``, ``error {"type":..., "msg":...}``.  The caller answers ``ok``/``fail`` on a second pipe.
+``ready``, ``error {"type":..., "msg":...}``.  The caller answers ``cgroup``/``ok``/``fail`` on a
+second pipe.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 
 from ..errors import (
     CommandNotExecutable,
@@ -39,31 +48,25 @@ from ..errors import (
 from . import cgroups as CG
 from . import linux as L
 from .hooks import hooks_of, run_hooks, warn
-from .process import (
-    apply_rlimits,
-    build_env,
-    chdir_cwd,
-    exec_error,
-    finalize_identity,
-    look_path,
-    reset_signals,
-    resolve_user,
-    setup_console,
-    take_console,
-)
 from .state import (
     CONFIG_FILE,
     FIFO_FILE,
     OCI_VERSION,
     OCIState,
     StateStore,
+    json_dumps,
+    json_loads,
     pid_alive,
+    proc_start_time,
     rfc3339_now,
 )
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal
     from typing import NoReturn
+else:
+    import _signal as signal  # the C module: ``signal`` wraps it in enums, and ``enum`` costs ~4 ms
 
 DEFAULT_ROOT = "/run/dockyard/runtime"
 _NS_ORDER = ("user", "mount")  # user first (it owns the others), mount last (paths above stay valid)
@@ -108,12 +111,12 @@ def _error_payload(exc: BaseException) -> str:
     else:
         kind = "failure"
         exc = RuntimeFailure(f"{type(exc).__name__}: {exc}")
-    return json.dumps({"type": kind, "msg": str(exc)[:3500]})
+    return json_dumps({"type": kind, "msg": str(exc)[:3500]})
 
 
 def _raise_payload(payload: str) -> NoReturn:
     try:
-        data = json.loads(payload)
+        data = json_loads(payload)
         kind, msg = data["type"], data["msg"]
     except (ValueError, KeyError, TypeError):
         kind, msg = "failure", payload
@@ -135,7 +138,7 @@ def _load_config(bundle: str) -> tuple[dict[str, object], bytes]:
     try:
         with open(path, "rb") as f:
             raw = f.read()
-        cfg = json.loads(raw)
+        cfg = json_loads(raw)
     except FileNotFoundError:
         raise InvalidArgument(f"JSON specification file {path} not found")
     except ValueError as e:
@@ -198,6 +201,34 @@ def _write_pid_file(path: str, pid: int) -> None:
     os.rename(tmp, path)
 
 
+def _wait_gone(pid: int, start_time: int | None, timeout: float) -> None:
+    """Wait (at most ``timeout`` s) until ``pid`` -- not our child -- has exited: woken by its pidfd
+    rather than by polling /proc every few milliseconds, where the kernel has pidfds."""
+    if not pid_alive(pid, start_time):
+        return
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    except (OSError, AttributeError):
+        fd = -1
+    import time
+
+    deadline = time.monotonic() + timeout
+    try:
+        if fd >= 0 and pid_alive(pid, start_time):  # still the same process: the pidfd is its own
+            import select
+
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            poller.poll(int(timeout * 1000))  # readable once it has exited
+        while pid_alive(pid, start_time) and time.monotonic() < deadline:
+            time.sleep(0.002)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
 def _connect_console(path: str) -> int:
     import socket
 
@@ -251,18 +282,24 @@ def _check_sysctls(sysctl: dict[str, str], types: set[str]) -> None:
             raise RuntimeFailure(f"sysctl {key!r} is not in a separate kernel namespace")
 
 
-def preload(config: dict[str, object], process: dict[str, object]) -> None:
+def preload(config: dict[str, object], process: dict[str, object], stdio: bool = False) -> None:
     """Import, before fork, every module the children import lazily.
 
     After ``pivot_root`` the container cannot see the host's Python standard library, so a lazy import
     there fails with ModuleNotFoundError.  Only what this config needs is loaded (socket and subprocess
     cost milliseconds).
     """
+    if process.get("terminal") or stdio:
+        import fcntl  # noqa: F401
     if process.get("terminal"):
         import socket  # noqa: F401
+        import struct  # noqa: F401
     if isinstance(config.get("hooks"), dict) and config["hooks"]:
         import subprocess  # noqa: F401
+    from . import process as _process  # noqa: F401
     from . import rootfs  # noqa: F401
+
+    L._libc()  # the ctypes sliver
 
 
 # --- the forked children ---------------------------------------------------------------------------
@@ -293,12 +330,17 @@ class _Child:
         #: fds 3 .. 3+N-1 of the caller are passed on to the process (runc's --preserve-fds)
         self.preserve_fds = int(kw.get("preserve_fds") or 0)  # type: ignore[call-overload]
         self.wait_child = bool(kw.get("wait_child"))
+        #: the caller makes the cgroup after the fork and says "cgroup" when the intermediate may join it
+        self.late_cgroup = bool(kw.get("late_cgroup"))
+        #: the init's exec.fifo write ends: close-on-exec, even inside the --preserve-fds range
+        self.own_fds: set[int] = set()
 
     # intermediate -------------------------------------------------------------------------------
     def intermediate(self, is_exec: bool) -> NoReturn:
         code = 1
         try:
-            self.cg.join(0)
+            if not self.late_cgroup:
+                self.cg.join(0)
             if not is_exec and self.process.get("oomScoreAdj") is not None:
                 try:
                     with open("/proc/self/oom_score_adj", "w") as f:
@@ -334,6 +376,20 @@ class _Child:
                     L.unshare(rest)
                 except OSError as e:
                     raise RuntimeFailure(f"failed to create namespaces: {e.strerror}")
+            # Done here rather than in the init (which inherits both), while the caller is still making
+            # the cgroup: runc's init joins a new session keyring and, for a new network namespace,
+            # brings "lo" up (it starts down; libcontainer's "loopback" network).
+            self._new_keyring()
+            if rest & L.CLONE_NEWNET:
+                try:
+                    L.loopback_up()
+                except OSError as e:
+                    raise RuntimeFailure(f"unable to bring up the loopback interface: {e.strerror}")
+            if self.late_cgroup:
+                reply = _Channel(self.p2c).recv()
+                if reply is None or reply[0] != "cgroup":
+                    os._exit(1)  # the caller failed to set the cgroup up, and reports it
+                self.cg.join(0)  # "0", not our pid from the caller: see Cgroup.join
             if rest & L.CLONE_NEWTIME:
                 self._time_offsets()
             pid = os.fork()
@@ -369,7 +425,8 @@ class _Child:
 
     # container init -------------------------------------------------------------------------------
     def init(self) -> NoReturn:
-        from .rootfs import RootfsSetup  # preloaded
+        from .process import setup_console  # preloaded
+        from .rootfs import RootfsSetup
 
         ready = False
         wfd = -1
@@ -377,7 +434,6 @@ class _Child:
             os.setsid()
             self._die_on_signals()
             self._dup_stdio()
-            self._new_keyring()
             fifo_path_fd = self.fifo_fd
             cgroupns = bool(self.new_flags & L.CLONE_NEWCGROUP)
             sources = [(name, path, self._controllers(name)) for name, path in self.cg.bind_sources()]
@@ -413,20 +469,29 @@ class _Child:
             root = self.config.get("root")
             if isinstance(root, dict) and root.get("readonly"):
                 rs.readonly_root()
+            # Hold a write end of exec.fifo from before "ready" until execve (or death): then `start` can
+            # simply block reading it, sure to get our "0" and EOF, never an EOF from before we opened it.
+            # Opening a write end without blocking needs a reader: be that reader for a moment -- now,
+            # while still root (the fifo is 0622).
+            fifo = f"/proc/self/fd/{fifo_path_fd}"
+            rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            self.own_fds.add(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC))
+            os.close(rfd)
             path, args, env = self._prepare_process(slave)
             _send(self.c2p, "ready")
             os.close(self.c2p)
             os.close(self.p2c)
             ready = True
             # Blocks until `start` opens the fifo for reading.
-            wfd = os.open(f"/proc/self/fd/{fifo_path_fd}", os.O_WRONLY | os.O_CLOEXEC)
+            wfd = os.open(fifo, os.O_WRONLY | os.O_CLOEXEC)
+            self.own_fds.add(wfd)
             os.close(fifo_path_fd)
             os.write(wfd, b"0")
             start_hooks = hooks_of(self.config, "startContainer")
             if start_hooks:
-                state = json.loads(state_json)
+                state = json_loads(state_json)
                 state["status"] = "created"  # start was called; the process has not been executed yet
-                run_hooks(start_hooks, "startContainer", json.dumps(state).encode())
+                run_hooks(start_hooks, "startContainer", json_dumps(state).encode())
             self._exec(path, args, env)
         except BaseException as e:
             payload = _error_payload(e)
@@ -436,7 +501,7 @@ class _Child:
                 elif wfd >= 0:
                     os.write(wfd, payload.encode())
                 else:
-                    os.write(2, f"dockyard-runtime init: {json.loads(payload)['msg']}\n".encode())
+                    os.write(2, f"dockyard-runtime init: {json_loads(payload)['msg']}\n".encode())
             except OSError:
                 pass
             os._exit(127 if '"notfound"' in payload else 126 if '"notexec"' in payload else 1)
@@ -501,6 +566,16 @@ class _Child:
 
     def _prepare_process(self, slave: int) -> tuple[str, list[str], dict[str, str]]:
         """Everything up to (not including) execve, in runc's order; returns what to exec."""
+        from .process import (  # preloaded
+            apply_rlimits,
+            build_env,
+            chdir_cwd,
+            finalize_identity,
+            look_path,
+            resolve_user,
+            take_console,
+        )
+
         proc = self.process
         user = proc.get("user") if isinstance(proc.get("user"), dict) else {}
         assert isinstance(user, dict)
@@ -531,17 +606,18 @@ class _Child:
         return path, args, env
 
     def _exec(self, path: str, args: list[str], env: dict[str, str]) -> NoReturn:
+        from .process import exec_error, reset_signals  # preloaded
+
         if self.seccomp is not None and self.process.get("noNewPrivileges"):
             self.seccomp.load()  # type: ignore[attr-defined]
         reset_signals()
-        if self.preserve_fds:
-            import fcntl
-
-            for fd in range(3, 3 + self.preserve_fds):
-                try:
-                    fcntl.fcntl(fd, fcntl.F_SETFD, 0)
-                except OSError:
-                    pass
+        for fd in range(3, 3 + self.preserve_fds):
+            if fd in self.own_fds:
+                continue  # a hole in the caller's range, filled by our exec.fifo: never the container's
+            try:
+                os.set_inheritable(fd, True)
+            except OSError:
+                pass
         L.close_range_cloexec(3 + self.preserve_fds)
         try:
             os.execve(path, args, env)
@@ -551,6 +627,8 @@ class _Child:
 
     # exec'd process --------------------------------------------------------------------------------
     def exec_child(self) -> NoReturn:
+        from .process import setup_console  # preloaded
+
         try:
             os.setsid()
             self._dup_stdio()
@@ -603,14 +681,16 @@ class BuiltinRuntime:
         console_fd: int | None = None,
         no_new_keyring: bool = False,
         preserve_fds: int = 0,
+        _loaded: tuple[dict[str, object], bytes] | None = None,
     ) -> int:
         """Set the container up and leave its init waiting for ``start``; return the init's host pid.
 
         ``console_fd`` (instead of ``console_socket``) is an already connected socket; the CLI uses it to
-        proxy a terminal for ``run`` without a console socket.
+        proxy a terminal for ``run`` without a console socket.  ``_loaded``: ``_load_config(bundle)``,
+        when the caller (the CLI) has already read it.
         """
         bundle_s = os.path.abspath(os.fspath(bundle))
-        cfg, raw = _load_config(bundle_s)
+        cfg, raw = _loaded if _loaded is not None else _load_config(bundle_s)
         state_dir = self.store.reserve(id)
         ctx: dict[str, object] = {}
         try:
@@ -628,6 +708,12 @@ class BuiltinRuntime:
                 os.kill(init_pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+            # Not our child: poll until it is gone, or its cgroup cannot be removed yet.
+            import time
+
+            deadline = time.monotonic() + 2
+            while pid_alive(init_pid, None) and time.monotonic() < deadline:
+                time.sleep(0.001)
         a_pid = ctx.get("a_pid")
         if isinstance(a_pid, int):
             try:
@@ -665,18 +751,31 @@ class BuiltinRuntime:
 
         cg = CG.for_container(str(linux.get("cgroupsPath") or id))
         ctx["cg"] = cg
-        cg.create()
         resources = linux.get("resources")
-        if isinstance(resources, dict):
-            cg.apply(resources)
+        # Usually the cgroup is made after the fork, while the intermediate makes the namespaces (the
+        # two take about as long); told "cgroup", the intermediate joins it and only then forks the init,
+        # so the init is in the cgroup from its first instruction.
+        # Not when the intermediate must join first thing: a new cgroup namespace is rooted at the
+        # cgroup current at unshare, and inside a user or another mount namespace the host's cgroupfs
+        # may be out of reach.
+        late_cgroup = not new_flags & (L.CLONE_NEWUSER | L.CLONE_NEWCGROUP) and not any(
+            t in ("user", "mount") for t, _ in joins
+        )
+        if not late_cgroup:
+            cg.create()
+            if isinstance(resources, dict):
+                cg.apply(resources)
         seccomp = None
         if isinstance(linux.get("seccomp"), dict):
             from .seccomp import build
 
             seccomp = build(linux["seccomp"])  # type: ignore[arg-type]
         fifo = os.path.join(state_dir, FIFO_FILE)
-        os.mkfifo(fifo, 0o622)
-        os.chmod(fifo, 0o622)  # not subject to umask: a non-root container user must be able to open it
+        old_umask = os.umask(0)  # 0622 exactly: a non-root container user must be able to open it
+        try:
+            os.mkfifo(fifo, 0o622)
+        finally:
+            os.umask(old_umask)
         if "user" in types and new_flags & L.CLONE_NEWUSER:
             os.chown(
                 fifo,
@@ -690,14 +789,15 @@ class BuiltinRuntime:
         created = rfc3339_now()
         annotations = cfg.get("annotations") if isinstance(cfg.get("annotations"), dict) else {}
 
-        preload(cfg, proc)
+        preload(cfg, proc, stdio is not None)
         fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
         c2p_r, c2p_w = os.pipe2(os.O_CLOEXEC)
         p2c_r, p2c_w = os.pipe2(os.O_CLOEXEC)
         child = _Child(config=cfg, process=proc, bundle=bundle, rootfs=rootfs, cg=cg, seccomp=seccomp,
                        new_flags=new_flags, joins=joins, types=types, c2p=c2p_w, p2c=p2c_r, stdio=stdio,
                        console_fd=console_fd, no_pivot=no_pivot, fifo_fd=fifo_fd, sync_hooks=sync_hooks,
-                       keyring="" if no_new_keyring else f"_ses.{id}", preserve_fds=preserve_fds)  # fmt: skip
+                       keyring="" if no_new_keyring else f"_ses.{id}", preserve_fds=preserve_fds,
+                       late_cgroup=late_cgroup)  # fmt: skip
         try:
             a_pid = _fork_intermediate(child, c2p_r, p2c_w, is_exec=False)
             ctx["a_pid"] = a_pid
@@ -709,8 +809,23 @@ class BuiltinRuntime:
             if ctx.get("console_fd") is not None:
                 os.close(int(ctx["console_fd"]))  # type: ignore[call-overload]
             os.close(fifo_fd)
+        # From here on the children work on their own (another CPU, usually): do the parent's work
+        # meanwhile -- the cgroup and the config copy now, state.json (to a temp name) once the init's pid
+        # is known -- so that "ready" only costs a rename.
+        hooks = cfg.get("hooks") if isinstance(cfg.get("hooks"), dict) else {}
+        state_tmp = ""
         ch = _Channel(c2p_r)
         try:
+            if late_cgroup:
+                cg.create()
+                if isinstance(resources, dict):
+                    cg.apply(resources)
+                try:
+                    _send(p2c_w, "cgroup")
+                except BrokenPipeError:
+                    pass  # the intermediate failed meanwhile: its own report (or EOF) is what the loop reads
+            with open(os.path.join(state_dir, CONFIG_FILE), "wb") as f:
+                f.write(raw)
             init_pid = None
             hooks_pending = False
             while True:
@@ -723,6 +838,15 @@ class BuiltinRuntime:
                 elif kind == "pid":
                     init_pid = int(payload)
                     ctx["init_pid"] = init_pid
+                    info = proc_start_time(init_pid)
+                    if info is not None:
+                        state_tmp = self.store.write_tmp(id, {
+                            "ociVersion": OCI_VERSION, "id": id, "pid": init_pid, "start_time": info[0],
+                            "bundle": bundle, "rootfs": rootfs, "created": created, "owner": "",
+                            "annotations": annotations, "cgroup": cg.to_json(), "namespaces": sorted(types),
+                            "hooks": hooks,
+                            "new_namespaces": sorted(t for t, (flag, _) in L.NAMESPACES.items() if new_flags & flag),
+                        })  # fmt: skip
                 elif kind == "usermap":
                     _write_id_maps(a_pid, linux)
                     _send(p2c_w, "ok")
@@ -733,7 +857,7 @@ class BuiltinRuntime:
                 if hooks_pending and init_pid is not None:
                     hooks_pending = False
                     st = OCIState(OCI_VERSION, id, "creating", init_pid, bundle, annotations, rootfs, created)  # type: ignore[arg-type]
-                    state_json = json.dumps(st.spec_dict())
+                    state_json = json_dumps(st.spec_dict())
                     try:
                         run_hooks(hooks_of(cfg, "prestart"), "prestart", state_json.encode())
                         run_hooks(hooks_of(cfg, "createRuntime"), "createRuntime", state_json.encode())
@@ -747,18 +871,9 @@ class BuiltinRuntime:
         os.waitpid(a_pid, 0)
         ctx.pop("a_pid", None)
         assert init_pid is not None
-        info = L.proc_start_time(init_pid)
-        if info is None:
+        if not state_tmp or proc_start_time(init_pid) is None:
             raise RuntimeFailure("container init exited during create")
-        with open(os.path.join(state_dir, CONFIG_FILE), "wb") as f:
-            f.write(raw)
-        hooks = cfg.get("hooks") if isinstance(cfg.get("hooks"), dict) else {}
-        self.store.write(id, {
-            "ociVersion": OCI_VERSION, "id": id, "pid": init_pid, "start_time": info[0], "bundle": bundle,
-            "rootfs": rootfs, "created": created, "owner": "", "annotations": annotations,
-            "cgroup": cg.to_json(), "namespaces": sorted(types), "hooks": hooks,
-            "new_namespaces": sorted(t for t, (flag, _) in L.NAMESPACES.items() if new_flags & flag),
-        })  # fmt: skip
+        self.store.commit_tmp(id, state_tmp)
         if pid_file:
             _write_pid_file(pid_file, init_pid)
         return init_pid
@@ -831,25 +946,19 @@ class BuiltinRuntime:
             fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             raise Conflict(f"cannot start an already running container ({id})")
-        import select
-
         buf = b""
-        pid = int(str(data["pid"]))
+        pid, start_time = int(str(data["pid"])), data.get("start_time")
         try:
-            poller = select.poll()
-            poller.register(fd, select.POLLIN | select.POLLHUP)
-            while True:
-                if not poller.poll(100):
-                    if not pid_alive(pid, data.get("start_time")) and not buf:  # type: ignore[arg-type]
-                        break
-                    continue
-                try:
-                    chunk = os.read(fd, 65536)
-                except BlockingIOError:
-                    continue
-                if not chunk:
-                    break
+            # The init holds a write end from before it reported ready until its execve or death (see
+            # init), so a blocking read gets its "0" and then EOF -- no poll loop, no ``select``.  EOF
+            # with nothing read and the init alive can only be an init of an older version, which opened
+            # the fifo only when about to wait: poll for it, as those versions did.
+            os.set_blocking(fd, True)
+            while chunk := os.read(fd, 65536):
                 buf += chunk
+            if not buf and pid_alive(pid, start_time):  # type: ignore[arg-type]
+                os.set_blocking(fd, False)
+                buf = self._await_fifo(fd, pid, start_time)  # type: ignore[arg-type]
         finally:
             os.close(fd)
         if not buf.startswith(b"0"):
@@ -864,9 +973,30 @@ class BuiltinRuntime:
         if poststart:
             st = self._to_state(id, data, "running")
             try:
-                run_hooks(poststart, "poststart", json.dumps(st.spec_dict()).encode())
+                run_hooks(poststart, "poststart", json_dumps(st.spec_dict()).encode())
             except RuntimeFailure as e:
                 warn(str(e))
+
+    @staticmethod
+    def _await_fifo(fd: int, pid: int, start_time: int | None) -> bytes:
+        import select
+
+        buf = b""
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLHUP)
+        while True:
+            if not poller.poll(100):
+                if not pid_alive(pid, start_time) and not buf:
+                    break
+                continue
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                break
+            buf += chunk
+        return buf
 
     # kill / pause / resume -----------------------------------------------------------------------------
     def kill(self, id: str, sig: int | str = "SIGTERM", *, all: bool = False) -> None:
@@ -942,11 +1072,7 @@ class BuiltinRuntime:
         # what is left in its cgroup (runc does the same).  With one, the kernel already did.
         if "pid" not in (data.get("new_namespaces") or []) and cg.pids():  # type: ignore[operator]
             self._signal_all(data, signal.SIGKILL)
-        import time
-
-        deadline = time.monotonic() + 10
-        while pid_alive(pid, data.get("start_time")) and time.monotonic() < deadline:  # type: ignore[arg-type]
-            time.sleep(0.002)
+        _wait_gone(pid, data.get("start_time"), 10)  # type: ignore[arg-type]
         try:
             cg.destroy()
         except RuntimeFailure as e:
@@ -955,7 +1081,7 @@ class BuiltinRuntime:
         if poststop:
             st = self._to_state(id, data, "stopped")
             try:
-                run_hooks(poststop, "poststop", json.dumps(st.spec_dict()).encode())
+                run_hooks(poststop, "poststop", json_dumps(st.spec_dict()).encode())
             except RuntimeFailure as e:
                 warn(str(e))
         self.store.remove(id)
@@ -988,7 +1114,8 @@ class BuiltinRuntime:
             raise InvalidArgument("exec: process.args must not be empty")
         cfg_path = os.path.join(self.store.dir(id), CONFIG_FILE)
         with open(cfg_path, "rb") as f:
-            cfg = json.loads(f.read())
+            cfg = json_loads(f.read())
+        assert isinstance(cfg, dict)
         linux = _linux(cfg)
         pid = int(str(data["pid"]))
         types = {str(t) for t in data.get("namespaces") or []}  # type: ignore[attr-defined]
@@ -1012,7 +1139,7 @@ class BuiltinRuntime:
         own_console = None
         if console_socket is not None and process.get("terminal"):
             console_fd = own_console = _connect_console(console_socket)
-        preload(cfg, process)
+        preload(cfg, process, stdio is not None)
         c2p_r, c2p_w = os.pipe2(os.O_CLOEXEC)
         p2c_r, p2c_w = os.pipe2(os.O_CLOEXEC)
         child = _Child(config=cfg, process=process, cg=cg, seccomp=seccomp, joins=joins, types=types,

@@ -123,6 +123,13 @@ def _keyed(path: str) -> dict[str, int]:
 def _wait_rmdir(path: str, deadline: float) -> None:
     """rmdir a cgroup, children first, retrying while exiting tasks still pin it (EBUSY)."""
     try:
+        os.rmdir(path)  # the usual case, a leaf: no need to list its few dozen control files
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass
+    try:
         entries = list(os.scandir(path))
     except FileNotFoundError:
         return
@@ -175,6 +182,9 @@ class Cgroup:
         raise NotImplementedError
 
     def join(self, pid: int = 0) -> None:
+        """Move ``pid`` (0: the caller itself) into the cgroup.  Use 0 where possible: the kernel moves
+        the caller without taking cgroup_threadgroup_rwsem for writing, whose RCU grace period costs
+        10-20 ms; naming any pid, even one's own or a single thread's, takes it."""
         for path in self.procs_files():
             _write(path, str(pid))
 
@@ -271,13 +281,31 @@ class CgroupV1(Cgroup):
 
     def create(self) -> None:
         for mnt, path in self.paths.items():
-            os.makedirs(path, exist_ok=True)
+            try:
+                os.mkdir(path)  # the usual case: a new leaf under an existing parent
+                fresh = True
+            except FileExistsError:
+                fresh = False
+            except FileNotFoundError:
+                os.makedirs(path, exist_ok=True)
+                fresh = False
             if "cpuset" in self.controllers[mnt]:
-                self._init_cpuset(mnt, path)
+                self._init_cpuset(mnt, path, fresh)
 
     @staticmethod
-    def _init_cpuset(mnt: str, path: str) -> None:
-        """A new v1 cpuset has empty cpus/mems and refuses tasks: copy them down from the parent."""
+    def _init_cpuset(mnt: str, path: str, fresh: bool = False) -> None:
+        """A new v1 cpuset has empty cpus/mems and refuses tasks: copy them down from the parent.
+        ``fresh``: ``path`` was just made, so its values are empty -- only its parent's need reading."""
+        if fresh:
+            parent = os.path.dirname(path)
+            try:
+                values = [_read(os.path.join(parent, name)).strip() for name in ("cpuset.cpus", "cpuset.mems")]
+            except OSError:
+                values = []
+            if len(values) == 2 and all(values):
+                _write(os.path.join(path, "cpuset.cpus"), values[0])
+                _write(os.path.join(path, "cpuset.mems"), values[1])
+                return
         chain = []
         p = path
         while p != mnt and p.startswith(mnt):

@@ -5,32 +5,45 @@ runc's flags, its console-socket protocol, its ``--log``/``--log-format json`` e
 codes.  Errors are one line (``time=... level=error msg=...`` on stderr, like runc's logrus output, or a
 JSON record in ``--log`` plus the bare message on stderr); tracebacks only with ``--debug``.
 
-The hot path (``create``/``start``/``run``) imports only argparse, json, ctypes and the runtime modules;
-anything heavier (subprocess for hooks and ``ps``, socket for consoles) is imported on demand.
+Start-up time is most of what this command costs, so the hot path (``create``/``start``/``state``/
+``delete``/``run``/``kill``/``exec``, as podman and conmon call them) imports no ``argparse``, ``json``,
+``signal`` or ``re``: ``_fast_parse`` reads the usual argument shapes, and anything else -- ``--help``,
+an abbreviated option, a malformed line -- goes to the full argparse parser, which gives the exact same
+result or runc-like usage error.  JSON goes through ``state.json_loads``/``json_dumps``; ``ctypes`` is
+only loaded when a namespace has to be made.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import signal
 import sys
 
 from .. import __version__
 from ..errors import DockyardError, InvalidArgument, RuntimeFailure
-from .state import OCI_VERSION, rfc3339_now
+from .state import OCI_VERSION, json_dumps, json_loads, rfc3339_now
 
 DEFAULT_ROOT = "/run/dockyard-runtime"
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
+    import signal
+    from argparse import Namespace as _Args
+
     from .builtin import BuiltinRuntime
+else:
+    import _signal as signal  # the C module: ``signal`` wraps it in enums, and ``enum`` costs ~4 ms
+
+    class _Args:
+        """What ``_fast_parse`` returns: the attributes argparse would have set."""
+
+        def __init__(self, **values: object) -> None:
+            self.__dict__.update(values)
 
 
 def _logfmt(level: str, msg: str, fmt: str) -> str:
     if fmt == "json":
-        return json.dumps({"level": level, "msg": msg, "time": rfc3339_now()})
-    return f'time="{rfc3339_now()}" level={level} msg={json.dumps(msg)}'
+        return json_dumps({"level": level, "msg": msg, "time": rfc3339_now()})
+    return f'time="{rfc3339_now()}" level={level} msg={json_dumps(msg)}'
 
 
 class _Logger:
@@ -54,13 +67,147 @@ class _Logger:
         sys.stderr.flush()
 
 
-class _Formatter(argparse.HelpFormatter):
-    """A fixed width: the default asks ``shutil`` for the terminal size, and importing shutil (with
-    bz2/lzma) costs ~3 ms on every invocation, help or not."""
+def _formatter() -> type[argparse.HelpFormatter]:
+    import argparse
 
-    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
-                 width: int | None = None) -> None:  # fmt: skip
-        super().__init__(prog, indent_increment, max_help_position, width or 100)
+    class _Formatter(argparse.HelpFormatter):
+        """A fixed width: the default asks ``shutil`` for the terminal size, and importing shutil (with
+        bz2/lzma) costs ~3 ms on every invocation, help or not."""
+
+        def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                     width: int | None = None) -> None:  # fmt: skip
+            super().__init__(prog, indent_increment, max_help_position, width or 100)
+
+    return _Formatter
+
+
+# --- the fast parser ---------------------------------------------------------------------------------
+#: global options: option -> (dest, takes a value)
+_GLOBAL_OPTS = {"--root": ("root", True), "--log": ("log", True), "--log-format": ("log_format", True),
+                "--rootless": ("rootless", True), "--criu": ("criu", True), "--debug": ("debug", False),
+                "--systemd-cgroup": ("systemd_cgroup", False)}  # fmt: skip
+_GLOBAL_DEFAULTS = {"root": DEFAULT_ROOT, "log": None, "log_format": "text", "debug": False, "systemd_cgroup": False,
+                    "rootless": None, "criu": None, "version": False}  # fmt: skip
+_CREATE_OPTS = {"-b": ("bundle", "value"), "--bundle": ("bundle", "value"), "--pid-file": ("pid_file", "value"),
+                "--console-socket": ("console_socket", "value"), "--no-pivot": ("no_pivot", "flag"),
+                "--no-new-keyring": ("no_new_keyring", "flag"), "--preserve-fds": ("preserve_fds", "int")}  # fmt: skip
+_CREATE_DEFAULTS: dict[str, object] = {
+    "bundle": ".", "pid_file": None, "console_socket": None, "no_pivot": False, "no_new_keyring": False,
+    "preserve_fds": 0,
+}  # fmt: skip
+_EXEC_OPTS = {"-p": ("process", "value"), "--process": ("process", "value"), "-t": ("tty", "flag"),
+              "--tty": ("tty", "flag"), "--console-socket": ("console_socket", "value"), "--cwd": ("cwd", "value"),
+              "-e": ("env", "append"), "--env": ("env", "append"), "-u": ("user", "value"),
+              "--user": ("user", "value"), "--additional-gids": ("additional_gids", "append"),
+              "-g": ("additional_gids", "append"), "-c": ("cap", "append"), "--cap": ("cap", "append"),
+              "--no-new-privs": ("no_new_privs", "flag"), "-d": ("detach", "flag"), "--detach": ("detach", "flag"),
+              "--pid-file": ("pid_file", "value"), "--preserve-fds": ("preserve_fds", "int")}  # fmt: skip
+_EXEC_DEFAULTS: dict[str, object] = {
+    "process": None, "tty": False, "console_socket": None, "cwd": None, "env": [], "user": None,
+    "additional_gids": [], "cap": [], "no_new_privs": False, "detach": False, "pid_file": None, "preserve_fds": 0,
+}  # fmt: skip
+#: command -> (options, defaults, positionals; a positional with a default is optional)
+_FAST: dict[str, tuple[dict[str, tuple[str, str]], dict[str, object], tuple[str, ...]]] = {
+    "create": (_CREATE_OPTS, _CREATE_DEFAULTS, ("id",)),
+    "run": ({**_CREATE_OPTS, "-d": ("detach", "flag"), "--detach": ("detach", "flag"), "--keep": ("keep", "flag")},
+            {**_CREATE_DEFAULTS, "detach": False, "keep": False}, ("id",)),
+    "start": ({}, {}, ("id",)),
+    "state": ({}, {}, ("id",)),
+    "pause": ({}, {}, ("id",)),
+    "resume": ({}, {}, ("id",)),
+    "kill": ({"-a": ("all", "flag"), "--all": ("all", "flag")}, {"signal": "SIGTERM", "all": False}, ("id", "signal")),
+    "delete": ({"-f": ("force", "flag"), "--force": ("force", "flag")}, {"force": False}, ("id",)),
+    "exec": (_EXEC_OPTS, _EXEC_DEFAULTS, ("id",)),
+}  # fmt: skip
+
+
+def _fast_parse(argv: list[str]) -> _Args | None:
+    """argparse's result for the common shapes of a hot command line, or None to let argparse decide.
+
+    Accepted: exact option names (``--opt value``, ``--opt=value``, ``-o value``), values that do not
+    start with ``-``, positionals in one run.  Everything else (abbreviations, ``-ovalue``, ``--``,
+    ``-h``, errors) is argparse's to handle, so this never changes what a command line means.
+    """
+    if "--" in argv:
+        return None
+    ns: dict[str, object] = dict(_GLOBAL_DEFAULTS)
+    n = len(argv)
+    i = 0
+    while i < n and argv[i].startswith("-"):
+        name, eq, value = argv[i].partition("=")
+        opt = _GLOBAL_OPTS.get(name)
+        if opt is None or not name.startswith("--"):
+            return None
+        if not opt[1]:
+            if eq:
+                return None
+            ns[opt[0]] = True
+        else:
+            if not eq:
+                i += 1
+                if i >= n or argv[i].startswith("-"):
+                    return None
+                value = argv[i]
+            ns[opt[0]] = value
+        i += 1
+    if ns["log_format"] not in ("text", "json") or i >= n or argv[i] not in _FAST:
+        return None
+    cmd = ns["command"] = argv[i]
+    opts, defaults, names = _FAST[cmd]
+    for k, v in defaults.items():
+        ns[k] = list(v) if isinstance(v, list) else v
+    positionals: list[str] = []
+    last_positional = -1
+    i += 1
+    while i < n:
+        a = argv[i]
+        if not a.startswith("-"):
+            if cmd == "exec":  # ID, then the command: argparse.REMAINDER takes the rest as it is
+                ns["id"], ns["cmd"] = a, argv[i + 1 :]
+                return _Args(**ns)
+            if positionals and last_positional != i - 1:
+                return None  # argparse fills positionals from one run of words
+            positionals.append(a)
+            last_positional = i
+            i += 1
+            continue
+        if a.startswith("--"):
+            name, eq, value = a.partition("=")
+        elif len(a) == 2:
+            name, eq, value = a, "", ""
+        else:
+            return None
+        opt2 = opts.get(name)
+        if opt2 is None:
+            return None
+        dest, kind = opt2
+        if kind == "flag":
+            if eq:
+                return None
+            ns[dest] = True
+        else:
+            if not eq:
+                i += 1
+                if i >= n or argv[i].startswith("-"):
+                    return None
+                value = argv[i]
+            if kind == "int":
+                try:
+                    ns[dest] = int(value)
+                except ValueError:
+                    return None
+            elif kind == "append":
+                ns[dest].append(value)  # type: ignore[attr-defined]
+            else:
+                ns[dest] = value
+        i += 1
+    if cmd == "exec" or len(positionals) > len(names):
+        return None
+    for k, v in zip(names, positionals, strict=False):
+        ns[k] = v
+    if any(k not in ns for k in names):
+        return None
+    return _Args(**ns)
 
 
 _GLOBAL_WITH_VALUE = {"--root", "--log", "--log-format", "--rootless", "--criu"}
@@ -87,6 +234,9 @@ def _command_of(argv: list[str]) -> str | None:
 def _parser(only: str | None = None) -> argparse.ArgumentParser:
     """runc's command line.  With ``only``, just that subcommand is defined (argparse is slow to build:
     every argument costs a formatter and gettext lookups, ~5 ms for the full tree)."""
+    import argparse
+
+    _Formatter = _formatter()
     p = argparse.ArgumentParser(prog="dockyard-runtime", description="Dockyard's OCI runtime (runc-compatible CLI)",
                                 formatter_class=_Formatter)  # fmt: skip
     p.add_argument("--root", default=DEFAULT_ROOT, help="state directory (default %(default)s)")
@@ -171,11 +321,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    parser = _parser(_command_of(argv))
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:
-        return int(e.code or 0) if not isinstance(e.code, str) else 1
+    args = _fast_parse(argv)
+    if args is None:
+        parser = _parser(_command_of(argv))
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as e:
+            return int(e.code or 0) if not isinstance(e.code, str) else 1
     log = _Logger(args.log, args.log_format)
     if args.version:
         print(f"dockyard-runtime version {__version__}\nspec: {OCI_VERSION}")
@@ -217,16 +369,17 @@ def _runtime(args: argparse.Namespace) -> BuiltinRuntime:
 def _dispatch(args: argparse.Namespace) -> int:
     cmd = args.command
     if cmd == "features":
-        print(json.dumps(features(), indent=2))
+        print(json_dumps(features(), indent=2))
         return 0
     if cmd == "spec":
         return _spec(args.bundle)
     rt = _runtime(args)
     if cmd == "create":
-        _check_console_flags(args.bundle, args.console_socket, detached=True)
+        loaded = _load(args.bundle)
+        _check_console_flags(loaded[0], args.console_socket, detached=True)
         rt.create(args.id, args.bundle, console_socket=args.console_socket, pid_file=args.pid_file,
                   no_pivot=args.no_pivot, no_new_keyring=args.no_new_keyring,
-                  preserve_fds=args.preserve_fds)  # fmt: skip
+                  preserve_fds=args.preserve_fds, _loaded=loaded)  # fmt: skip
         return 0
     if cmd == "run":
         return _run(rt, args)
@@ -234,7 +387,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         rt.start(args.id)
         return 0
     if cmd == "state":
-        print(json.dumps(rt.state(args.id).to_dict(), indent=2))
+        print(json_dumps(rt.state(args.id).to_dict(), indent=2))
         return 0
     if cmd == "kill":
         rt.kill(args.id, args.signal, all=args.all)
@@ -257,13 +410,18 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise InvalidArgument(f"unknown command {cmd!r}")
 
 
-def _check_console_flags(bundle: str, console_socket: str | None, *, detached: bool) -> bool:
+def _load(bundle: str) -> tuple[dict[str, object], bytes]:
+    """The bundle's config, read once for the console checks and for ``create`` (which would raise the
+    same errors first thing)."""
+    from .builtin import _load_config
+
+    return _load_config(os.path.abspath(bundle))
+
+
+def _check_console_flags(cfg: dict[str, object], console_socket: str | None, *, detached: bool) -> bool:
     """runc's rules: a terminal needs a console socket when detached; a socket needs a terminal."""
-    try:
-        with open(os.path.join(bundle, "config.json"), "rb") as f:
-            terminal = bool(json.loads(f.read()).get("process", {}).get("terminal"))
-    except (OSError, ValueError, AttributeError):
-        return False  # create will report the real problem
+    process = cfg.get("process")
+    terminal = bool(process.get("terminal")) if isinstance(process, dict) else False
     if terminal and detached and not console_socket:
         raise InvalidArgument("cannot allocate tty if dockyard-runtime will detach without setting console socket")
     if not terminal and console_socket:
@@ -306,7 +464,7 @@ def _wait(pid: int, master: int | None) -> int:
     """Reap children (we are a subreaper) until ``pid`` exits, pumping the pty if there is one."""
     if master is not None:
         _pump(master)
-    from .linux import proc_start_time
+    from .state import proc_start_time
 
     while True:
         try:
@@ -333,7 +491,8 @@ def _pump(master: int) -> None:
 def _run(rt: BuiltinRuntime, args: argparse.Namespace) -> int:
     from . import linux as L
 
-    terminal = _check_console_flags(args.bundle, args.console_socket, detached=args.detach)
+    loaded = _load(args.bundle)
+    terminal = _check_console_flags(loaded[0], args.console_socket, detached=args.detach)
     console_fd = master_end = None
     if terminal and not args.console_socket:
         console_fd, master_end = _console_pair()
@@ -342,7 +501,7 @@ def _run(rt: BuiltinRuntime, args: argparse.Namespace) -> int:
     try:
         pid = rt.create(args.id, args.bundle, console_socket=args.console_socket, pid_file=args.pid_file,
                         no_pivot=args.no_pivot, console_fd=console_fd, no_new_keyring=args.no_new_keyring,
-                        preserve_fds=args.preserve_fds)  # fmt: skip
+                        preserve_fds=args.preserve_fds, _loaded=loaded)  # fmt: skip
     finally:
         if console_fd is not None:
             os.close(console_fd)
@@ -368,12 +527,12 @@ def _exec(rt: BuiltinRuntime, args: argparse.Namespace) -> int:
 
     if args.process:
         with open(args.process, "rb") as f:
-            process = json.loads(f.read())
+            process = json_loads(f.read())
     else:
         if not args.cmd:
             raise InvalidArgument("exec: a command (or --process) is required")
         with open(os.path.join(rt.store.dir(args.id), CONFIG_FILE), "rb") as f:
-            process = dict(json.loads(f.read()).get("process") or {})
+            process = dict(json_loads(f.read()).get("process") or {})
         process["args"] = list(args.cmd)
         process["terminal"] = bool(args.tty)
         process.pop("consoleSize", None)
@@ -421,7 +580,7 @@ def _list(rt: BuiltinRuntime, args: argparse.Namespace) -> int:
             print(st.id)
         return 0
     if args.format == "json":
-        print(json.dumps([st.to_dict() for st in states]))
+        print(json_dumps([st.to_dict() for st in states]))
         return 0
     rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
     rows += [(st.id, str(st.pid), st.status, st.bundle, st.created, st.owner) for st in states]
@@ -437,7 +596,7 @@ def _ps(rt: BuiltinRuntime, args: argparse.Namespace) -> int:
         raise InvalidArgument(f"container {args.id} is not running")
     pids = sorted(rt.cgroup(args.id).pids())
     if args.format == "json":
-        print(json.dumps(pids))
+        print(json_dumps(pids))
         return 0
     import subprocess
 
@@ -534,6 +693,8 @@ def _spec(bundle: str) -> int:
     path = os.path.join(bundle, "config.json")
     if os.path.exists(path):
         raise InvalidArgument("File config.json exists. Remove it first")
+    import json
+
     with open(path, "w") as f:
         json.dump(default_spec(), f, indent="\t")
     return 0

@@ -3,8 +3,14 @@
 Why ctypes rather than a helper binary or a C extension: the container init is a forked copy of the
 runtime process, and it must call ``unshare``/``setns``/``mount``/``pivot_root``/``capset`` itself
 *before* ``execve``.  Python 3.11 exposes none of these, and re-executing an interpreter or a helper on
-the hot path would cost tens of milliseconds.  ``ctypes.CDLL(None)`` resolves symbols from the already
-loaded libc, so importing this module costs about 2 ms and never runs ``ldconfig``.
+the hot path would cost tens of milliseconds.  libc's functions are resolved from the already loaded
+libc (``dlopen(NULL)``), never through ``ldconfig``.
+
+What is used of ctypes -- four integer types, char buffers, errno and libc's functions -- is made from
+``_ctypes``, the C extension that ``ctypes`` wraps, exactly as ``ctypes/__init__.py`` makes it: the whole
+``ctypes`` package costs ~2 ms to import (dozens of classes, ``struct``, ``types``, size checks), a tenth
+of a ``dockyard-runtime run``.  Should ``_ctypes`` ever lack a piece, ``ctypes`` itself is used.  Nothing
+is loaded until a wrapper is first called: ``start``/``state``/``kill``/``delete`` never need it.
 
 Every wrapper raises ``OSError`` with the real errno, so callers can turn failures into runc-like
 messages (``mount ... : operation not permitted``).
@@ -12,11 +18,92 @@ messages (``mount ... : operation not permitted``).
 
 from __future__ import annotations
 
-import ctypes
-import fcntl
 import os
 
-_libc = ctypes.CDLL(None, use_errno=True)
+from .state import proc_start_time as proc_start_time  # re-exported: it used to live here
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+_C: Any = None  # the ctypes sliver (or ctypes): c_int, c_uint, c_long, c_ulong, c_size_t, get_errno, ...
+_LIBC: Any = None
+
+
+def _ctypes_sliver() -> tuple[Any, Any]:
+    """(types, libc) from ``_ctypes``; the class definitions are ``ctypes/__init__.py``'s own."""
+    import _ctypes as _ctypes_module
+
+    _ctypes: Any = _ctypes_module  # private API, untyped here
+
+    class c_int(_ctypes._SimpleCData):
+        _type_ = "i"
+
+    class c_uint(_ctypes._SimpleCData):
+        _type_ = "I"
+
+    class c_long(_ctypes._SimpleCData):
+        _type_ = "l"
+
+    class c_ulong(_ctypes._SimpleCData):
+        _type_ = "L"
+
+    class _c_char(_ctypes._SimpleCData):
+        _type_ = "c"
+
+    c_char: Any = _c_char  # arrays of it (c_char * n) get .value/.raw, as ctypes' own
+
+    class _FuncPtr(_ctypes.CFuncPtr):
+        _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO  # CDLL(..., use_errno=True)
+        _restype_ = c_int
+
+    class _Libc:
+        """``CDLL(None)``: attribute access resolves (and caches) a function."""
+
+        _handle = _ctypes.dlopen(None, 0)
+
+        def __getattr__(self, name: str) -> Any:
+            func = _FuncPtr((name, self))
+            setattr(self, name, func)
+            return func
+
+    class _Types:
+        pass
+
+    def create_string_buffer(init: bytes | int, size: int | None = None) -> Any:
+        if isinstance(init, int):
+            return (c_char * init)()
+        buf: Any = (c_char * (len(init) + 1 if size is None else size))()
+        buf.value = init
+        return buf
+
+    t: Any = _Types()
+    t.c_int, t.c_uint, t.c_long, t.c_ulong, t.c_size_t = c_int, c_uint, c_long, c_ulong, c_ulong
+    t.get_errno, t.addressof, t.create_string_buffer = _ctypes.get_errno, _ctypes.addressof, create_string_buffer
+    if c_long(-1).value != -1 or c_ulong(1 << 40).value != 1 << 40:  # not an LP64 platform: use ctypes
+        raise TypeError("unexpected C type sizes")
+    return t, _Libc()
+
+
+def _ct() -> Any:
+    """The ctypes sliver, loaded on first use (``import ctypes`` as a fallback)."""
+    global _C, _LIBC
+    if _C is None:
+        try:
+            _C, _LIBC = _ctypes_sliver()
+        except (ImportError, AttributeError, TypeError, OSError):
+            import ctypes
+
+            _C, _LIBC = ctypes, ctypes.CDLL(None, use_errno=True)
+    return _C
+
+
+def _libc() -> Any:
+    """libc's functions (``CDLL(None, use_errno=True)``)."""
+    if _LIBC is None:
+        _ct()
+    return _LIBC
+
 
 # --- namespaces -----------------------------------------------------------------------------------
 CLONE_NEWTIME = 0x00000080
@@ -87,6 +174,11 @@ TIOCSPTLCK = 0x40045431
 
 CLOSE_RANGE_CLOEXEC = 1 << 2
 
+# --- network interfaces ---------------------------------------------------------------------------
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
 _SYSCALLS = {
     # machine: numbers of the syscalls glibc has no wrapper for
     "x86_64": {"pivot_root": 155, "keyctl": 250},
@@ -114,20 +206,8 @@ CAP_BY_NAME: dict[str, int] = {name: i for i, name in enumerate(CAPABILITIES)}
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [
-        ("effective", ctypes.c_uint32),
-        ("permitted", ctypes.c_uint32),
-        ("inheritable", ctypes.c_uint32),
-    ]
-
-
 def _raise(what: str, path: str | None = None) -> None:
-    err = ctypes.get_errno()
+    err = _ct().get_errno()
     raise OSError(err, f"{what}: {os.strerror(err)}" if path is None else os.strerror(err), path)
 
 
@@ -139,13 +219,15 @@ def _b(value: str | bytes | None) -> bytes | None:
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
     """mount(2).  ``OSError.filename`` is the target so messages name what failed."""
-    if _libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data or None)) != 0:
+    ctypes = _ct()
+    if _libc().mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data or None)) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), target)
 
 
 def umount2(target: str, flags: int = 0) -> None:
-    if _libc.umount2(_b(target), ctypes.c_int(flags)) != 0:
+    ctypes = _ct()
+    if _libc().umount2(_b(target), ctypes.c_int(flags)) != 0:
         _raise("umount2", target)
 
 
@@ -153,7 +235,8 @@ def pivot_root(new_root: str, put_old: str) -> None:
     nr = _SYSCALLS.get(os.uname().machine, {}).get("pivot_root")
     if nr is None:
         raise OSError(38, f"pivot_root: unsupported machine {os.uname().machine}")
-    if _libc.syscall(ctypes.c_long(nr), _b(new_root), _b(put_old)) != 0:
+    ctypes = _ct()
+    if _libc().syscall(ctypes.c_long(nr), _b(new_root), _b(put_old)) != 0:
         _raise("pivot_root")
 
 
@@ -163,42 +246,49 @@ def join_session_keyring(name: str) -> int:
     nr = _SYSCALLS.get(os.uname().machine, {}).get("keyctl")
     if nr is None:
         raise OSError(38, "keyctl: unsupported machine")
-    ret = _libc.syscall(ctypes.c_long(nr), ctypes.c_int(KEYCTL_JOIN_SESSION_KEYRING), _b(name))
+    ctypes = _ct()
+    ret = _libc().syscall(ctypes.c_long(nr), ctypes.c_int(KEYCTL_JOIN_SESSION_KEYRING), _b(name))
     if ret < 0:
         _raise("keyctl(JOIN_SESSION_KEYRING)")
     return int(ret)
 
 
 def set_key_perm(serial: int, perm: int) -> None:
+    ctypes = _ct()
     nr = _SYSCALLS[os.uname().machine]["keyctl"]
-    if _libc.syscall(ctypes.c_long(nr), ctypes.c_int(KEYCTL_SETPERM), ctypes.c_int(serial), ctypes.c_uint(perm)) < 0:
+    if _libc().syscall(ctypes.c_long(nr), ctypes.c_int(KEYCTL_SETPERM), ctypes.c_int(serial), ctypes.c_uint(perm)) < 0:
         _raise("keyctl(SETPERM)")
 
 
 def unshare(flags: int) -> None:
-    if _libc.unshare(ctypes.c_int(flags)) != 0:
+    ctypes = _ct()
+    if _libc().unshare(ctypes.c_int(flags)) != 0:
         _raise("unshare")
 
 
 def setns(fd: int, nstype: int = 0) -> None:
-    if _libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)) != 0:
+    ctypes = _ct()
+    if _libc().setns(ctypes.c_int(fd), ctypes.c_int(nstype)) != 0:
         _raise("setns")
 
 
 def sethostname(name: str) -> None:
+    ctypes = _ct()
     raw = name.encode()
-    if _libc.sethostname(raw, ctypes.c_size_t(len(raw))) != 0:
+    if _libc().sethostname(raw, ctypes.c_size_t(len(raw))) != 0:
         _raise("sethostname")
 
 
 def setdomainname(name: str) -> None:
+    ctypes = _ct()
     raw = name.encode()
-    if _libc.setdomainname(raw, ctypes.c_size_t(len(raw))) != 0:
+    if _libc().setdomainname(raw, ctypes.c_size_t(len(raw))) != 0:
         _raise("setdomainname")
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
-    ret = _libc.prctl(
+    ctypes = _ct()
+    ret = _libc().prctl(
         ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)
     )
     if ret < 0:
@@ -208,16 +298,72 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
 
 def close_range_cloexec(first: int) -> None:
     """Mark every fd >= ``first`` close-on-exec, so nothing of the runtime leaks into the container."""
-    if _libc.close_range(ctypes.c_uint(first), ctypes.c_uint(0xFFFFFFFF), ctypes.c_int(CLOSE_RANGE_CLOEXEC)) != 0:
+    ctypes = _ct()
+    if _libc().close_range(ctypes.c_uint(first), ctypes.c_uint(0xFFFFFFFF), ctypes.c_int(CLOSE_RANGE_CLOEXEC)) != 0:
         # Kernels before 5.11: fall back to walking /proc/self/fd.
         for name in os.listdir("/proc/self/fd"):
             fd = int(name)
             if fd >= first:
                 try:
-                    flags = fcntl.fcntl(fd, fcntl.F_GETFD)
-                    fcntl.fcntl(fd, fcntl.F_SETFD, flags | fcntl.FD_CLOEXEC)
+                    os.set_inheritable(fd, False)  # sets FD_CLOEXEC
                 except OSError:
                     pass
+
+
+def loopback_up() -> None:
+    """Bring ``lo`` up in the caller's network namespace (a new one starts with it down), as runc's
+    init does for a new network namespace: SIOCGIFFLAGS/SIOCSIFFLAGS on a plain AF_INET socket."""
+    import sys
+
+    ctypes = _ct()
+    libc = _libc()
+    fd = libc.socket(ctypes.c_int(2), ctypes.c_int(2 | 0o2000000), ctypes.c_int(0))  # AF_INET, SOCK_DGRAM|CLOEXEC
+    if fd < 0:
+        _raise("socket")
+    try:
+        ifr = ctypes.create_string_buffer(b"lo", 40)  # struct ifreq: name[16], then ifr_flags (short)
+        if libc.ioctl(ctypes.c_int(fd), ctypes.c_ulong(SIOCGIFFLAGS), ifr) != 0:
+            _raise("ioctl(SIOCGIFFLAGS)")
+        flags = int.from_bytes(ifr.raw[16:18], sys.byteorder)
+        if not flags & IFF_UP:
+            ifr = ctypes.create_string_buffer(b"lo".ljust(16, b"\0") + (flags | IFF_UP).to_bytes(2, sys.byteorder), 40)
+            if libc.ioctl(ctypes.c_int(fd), ctypes.c_ulong(SIOCSIFFLAGS), ifr) != 0:
+                _raise("ioctl(SIOCSIFFLAGS)")
+    finally:
+        os.close(fd)
+
+
+RLIM_INFINITY = -1  # an unlimited value, as Python's ``resource`` reports it
+_RLIM_MASK = (1 << 64) - 1
+
+
+def setrlimit(resource: int, limits: tuple[int, int]) -> None:
+    """``resource.setrlimit`` -- same values (-1: unlimited), same errors -- via prlimit(2): the
+    ``resource`` extension is one more shared object to load on every container start."""
+    import sys
+
+    ctypes = _ct()
+    new = b"".join((v & _RLIM_MASK).to_bytes(8, sys.byteorder) for v in limits)
+    if _libc().prlimit(ctypes.c_int(0), ctypes.c_int(resource), new, None) != 0:
+        err = ctypes.get_errno()
+        if err == 22:  # EINVAL
+            raise ValueError("current limit exceeds maximum limit")
+        if err == 1:  # EPERM
+            raise ValueError("not allowed to raise maximum limit")
+        raise OSError(err, os.strerror(err))
+
+
+def getrlimit(resource: int) -> tuple[int, int]:
+    """``resource.getrlimit``: (soft, hard), -1 for unlimited."""
+    import sys
+
+    ctypes = _ct()
+    old = ctypes.create_string_buffer(16)
+    if _libc().prlimit(ctypes.c_int(0), ctypes.c_int(resource), None, old) != 0:
+        _raise("getrlimit")
+    raw = old.raw
+    soft, hard = (int.from_bytes(raw[i : i + 8], sys.byteorder, signed=True) for i in (0, 8))
+    return soft, hard
 
 
 def last_cap() -> int:
@@ -240,42 +386,24 @@ def cap_mask(names: list[str] | None, last: int) -> int:
 
 def capget() -> tuple[int, int, int]:
     """(effective, permitted, inheritable) of the calling thread."""
-    hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (_CapData * 2)()
-    if _libc.capget(ctypes.byref(hdr), data) != 0:
+    import sys
+
+    ctypes = _ct()
+    hdr = _LINUX_CAPABILITY_VERSION_3.to_bytes(4, sys.byteorder) + bytes(4)  # {version, pid 0}
+    data = ctypes.create_string_buffer(24)  # struct __user_cap_data_struct[2]
+    if _libc().capget(hdr, data) != 0:
         _raise("capget")
-    return (
-        data[0].effective | data[1].effective << 32,
-        data[0].permitted | data[1].permitted << 32,
-        data[0].inheritable | data[1].inheritable << 32,
-    )
+    raw = data.raw
+    e0, p0, i0, e1, p1, i1 = (int.from_bytes(raw[i : i + 4], sys.byteorder) for i in range(0, 24, 4))
+    return e0 | e1 << 32, p0 | p1 << 32, i0 | i1 << 32
 
 
 def capset(effective: int, permitted: int, inheritable: int) -> None:
-    hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (_CapData * 2)()
-    for i in (0, 1):
-        shift = 32 * i
-        data[i].effective = (effective >> shift) & 0xFFFFFFFF
-        data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
-        data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
-    if _libc.capset(ctypes.byref(hdr), data) != 0:
+    import sys
+
+    hdr = _LINUX_CAPABILITY_VERSION_3.to_bytes(4, sys.byteorder) + bytes(4)
+    m = 0xFFFFFFFF
+    words = (effective & m, permitted & m, inheritable & m, effective >> 32 & m, permitted >> 32 & m,
+             inheritable >> 32 & m)  # fmt: skip
+    if _libc().capset(hdr, b"".join(w.to_bytes(4, sys.byteorder) for w in words)) != 0:
         _raise("capset")
-
-
-def proc_start_time(pid: int) -> tuple[int, str] | None:
-    """(start time in clock ticks, state letter) from /proc/<pid>/stat, or None if the pid is gone.
-
-    The start time (field 22) tells a reused pid apart from the container's init.
-    """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return None
-    fields = raw[raw.rfind(b")") + 2 :].split()
-    # fields[0] is field 3 (state); field 22 is fields[19].
-    try:
-        return int(fields[19]), fields[0].decode()
-    except (IndexError, ValueError):
-        return None

@@ -13,15 +13,17 @@ Shared by the container init and by ``exec``.  The order is runc's and matters:
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
-import resource
-import signal
 import stat
-import struct
 
 from ..errors import CommandNotExecutable, CommandNotFound, RuntimeFailure
 from . import linux as L
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal
+else:
+    import _signal as signal  # the C module: ``signal`` wraps it in enums, and ``enum`` costs ~4 ms
 
 RLIMITS = {
     "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4,
@@ -41,15 +43,15 @@ def apply_rlimits(rlimits: list[dict[str, object]]) -> None:
             raise RuntimeFailure(f"invalid rlimit type {name}")
         soft = int(str(r.get("soft", 0)))
         hard = int(str(r.get("hard", 0)))
-        soft = resource.RLIM_INFINITY if soft >= 2**63 - 1 or soft < 0 else soft
-        hard = resource.RLIM_INFINITY if hard >= 2**63 - 1 or hard < 0 else hard
+        soft = L.RLIM_INFINITY if soft >= 2**63 - 1 or soft < 0 else soft
+        hard = L.RLIM_INFINITY if hard >= 2**63 - 1 or hard < 0 else hard
         try:
-            resource.setrlimit(num, (soft, hard))
+            L.setrlimit(num, (soft, hard))
         except (OSError, ValueError) as e:
-            cur_hard = resource.getrlimit(num)[1]
+            cur_hard = L.getrlimit(num)[1]
             why = e.strerror.lower() if isinstance(e, OSError) and e.strerror else str(e)
             hint = ""
-            if isinstance(e, (OSError, ValueError)) and (hard == resource.RLIM_INFINITY or hard > cur_hard):
+            if isinstance(e, (OSError, ValueError)) and (hard == L.RLIM_INFINITY or hard > cur_hard):
                 hint = f" (raising the hard limit above {cur_hard} needs CAP_SYS_RESOURCE)"
             raise RuntimeFailure(f"error setting rlimit type {name} (soft={soft}, hard={hard}): {why}{hint}")
 
@@ -183,12 +185,16 @@ def finalize_identity(process: dict[str, object], *, userns_setgroups: bool = Tr
 
 
 def reset_signals() -> None:
-    """Python ignores SIGPIPE (and may catch others); ignored dispositions survive execve, so reset all."""
+    """Python ignores SIGPIPE and SIGXFSZ (and the caller may have inherited other ignored signals);
+    ignored dispositions survive execve, so reset those to the default.  Caught signals need nothing:
+    execve resets them itself.  ``getsignal`` is Python's record of every disposition (read from the
+    kernel at start-up, updated by ``signal.signal``), so this costs a sigaction per ignored signal
+    rather than one per signal."""
+    ign = signal.SIG_IGN
     for sig in range(1, signal.NSIG):
-        if sig in (signal.SIGKILL, signal.SIGSTOP):
-            continue
         try:
-            signal.signal(sig, signal.SIG_DFL)
+            if signal.getsignal(sig) == ign:
+                signal.signal(sig, signal.SIG_DFL)
         except (OSError, ValueError):
             pass
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
@@ -200,7 +206,9 @@ def setup_console(sock_fd: int, process: dict[str, object], mount_console: bool)
     The master travels with SCM_RIGHTS and the pty's path as the message body -- exactly runc's
     protocol, which is what conmon and ``recvtty`` expect.
     """
-    import socket  # preloaded by the caller before pivot_root (see builtin.preload)
+    import fcntl  # these three are preloaded by the caller before pivot_root (see builtin.preload)
+    import socket
+    import struct
 
     try:
         master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
@@ -234,6 +242,7 @@ def setup_console(sock_fd: int, process: dict[str, object], mount_console: bool)
 
 def take_console(slave: int) -> None:
     """Make the pty slave stdin/stdout/stderr and our controlling terminal (we are a session leader)."""
+    import fcntl  # preloaded
     for fd in (0, 1, 2):
         os.dup2(slave, fd)
     if slave > 2:

@@ -150,10 +150,16 @@ def remount(target: str, flags: int) -> None:
 
 
 def _mkdir_p(path: str) -> None:
+    """``mkdir -p``, quiet if ``path`` exists (whatever it is); one syscall when the parent exists."""
     try:
-        os.makedirs(path, 0o755, exist_ok=True)
+        os.mkdir(path, 0o755)
     except FileExistsError:
         pass
+    except FileNotFoundError:
+        try:
+            os.makedirs(path, 0o755, exist_ok=True)
+        except FileExistsError:
+            pass
 
 
 def _ensure_target(dest: str, is_dir: bool) -> None:
@@ -323,14 +329,16 @@ class RootfsSetup:
         kinds = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
         if kind not in kinds:
             raise RuntimeFailure(f"invalid device type {kind!r} for {path}")
+        node = (mode & 0o7777) | kinds[kind], os.makedev(major, minor)
         try:
-            os.unlink(dest)
-        except FileNotFoundError:
-            pass
-        except IsADirectoryError:
-            raise RuntimeFailure(f"cannot create device {path}: a directory is in the way")
-        try:
-            os.mknod(dest, (mode & 0o7777) | kinds[kind], os.makedev(major, minor))
+            try:
+                os.mknod(dest, *node)
+            except FileExistsError:  # replace what is there (the usual /dev is a fresh tmpfs)
+                try:
+                    os.unlink(dest)
+                except IsADirectoryError:
+                    raise RuntimeFailure(f"cannot create device {path}: a directory is in the way")
+                os.mknod(dest, *node)
             os.chown(dest, uid, gid)
         except OSError as e:
             raise RuntimeFailure(f"error creating device node {path}: {e.strerror}")
