@@ -12,7 +12,6 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
 
 from dockyard.errors import Conflict, ImageNotFound, InvalidArgument
 from dockyard.image import reference
@@ -30,6 +29,10 @@ from dockyard.image.oci import (
 from dockyard.store.content import ContentStore
 from dockyard.store.layerstore import LayerInfo, LayerStore, _rm
 from dockyard.store.metadata import ImageRecord, MetadataDB
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 DEFAULT_ROOT = "/var/lib/dockyard"
 
@@ -342,11 +345,11 @@ class Engine:
         from dockyard.store.content import _pid_alive
 
         self.content.cleanup_ingest()
-        for p in self.layers.root.iterdir():
-            if p.name.startswith("tmp-"):
-                pid_s = p.name.split("-")[1]
+        for name in os.listdir(self.layers.root):  # names, not Paths: one per layer on every build
+            if name.startswith("tmp-"):
+                pid_s = name.split("-")[1]
                 if pid_s.isdigit() and not _pid_alive(int(pid_s)):
-                    _rm(p)
+                    _rm(self.layers.root / name)
 
     # ---- reading --------------------------------------------------------------------------
     def list_images(self) -> list[ImageRecord]:

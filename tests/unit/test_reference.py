@@ -1,6 +1,7 @@
 import pytest
 
 from dockyard.errors import InvalidReference
+from dockyard.image import reference
 from dockyard.image.reference import parse
 
 
@@ -44,3 +45,21 @@ def test_bad_references_are_refused_with_dockers_words(bad: str, words: str) -> 
     with pytest.raises(InvalidReference) as e:
         parse(bad)
     assert words in str(e.value)
+
+
+@pytest.mark.parametrize("ref", [
+    "busybox", "busybox:latest", "daphne/duck:v2", "a/b/c:1.0-x_y", "localhost/foo", "localhost:5000/a",
+    "busybox:.x", "busybox:-x", "busybox:", "a//b", "Busybox", "x" * 256, "abc:" + "t" * 128,
+    "abc:" + "t" * 129, "ubuntu:22.04", "a:b:c", "library/busybox", "index.docker.io/x", "a" * 64,
+    "busybox:é", "a__b", "a-b/c.d",
+])
+def test_the_fast_path_for_plain_names_agrees_with_dockers_grammar(ref: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def outcome() -> str:
+        try:
+            return str(parse(ref))
+        except InvalidReference as e:
+            return f"error: {e}"
+
+    fast = outcome()
+    monkeypatch.setattr(reference, "_parse_simple", lambda _ref: None)  # the grammar alone
+    assert fast == outcome()

@@ -6,10 +6,23 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
     from dockyard.engine import Engine
+
+
+def _untranslated(message: str) -> str:
+    return message
+
+
+# argparse asks gettext for every caption it builds; Python ships no catalogue for it, and each lookup
+# imports ``locale`` and probes the disk for .mo files (~2 ms of every command). Dockyard's messages are
+# English, as Docker's are.
+argparse._ = _untranslated  # type: ignore[attr-defined]
+argparse.ngettext = lambda singular, plural, n: singular if n == 1 else plural  # type: ignore[attr-defined]
 
 
 class Parser(argparse.ArgumentParser):

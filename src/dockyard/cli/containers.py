@@ -6,11 +6,14 @@ import json
 import os
 import sys
 import time
-from typing import Any
 
 from dockyard.cli.common import Parser, engine, print_json, report
 from dockyard.cli.format import ago, human_duration, short_id, table
 from dockyard.errors import DockyardError, InvalidArgument
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 # ---- run / create ---------------------------------------------------------------------------
@@ -187,8 +190,10 @@ def run(name: str, argv: list[str]) -> int:
     a = p.parse_args(argv)
     from dockyard.ops import containers as ops
 
-    try:
-        with engine() as eng:
+    # The database stays open while attached: the monitor opens it meanwhile, so neither close is the
+    # last one before the container exits (the last close checkpoints the WAL, with fsyncs).
+    with engine() as eng:
+        try:
             cid = _create(eng, a)
             c = ops.resolve(eng, cid)
             if a.detach:
@@ -206,11 +211,11 @@ def run(name: str, argv: list[str]) -> int:
                 if a.rm:
                     ops.remove(eng, ops.resolve(eng, cid), force=True)
                 raise
-    except DockyardError as e:
-        if e.exit_code == 1:
-            e.exit_code = 125  # `docker run` itself failing
-        raise
-    return _attach_and_wait(sock_path, tty=a.tty, stdin=a.interactive)
+        except DockyardError as e:
+            if e.exit_code == 1:
+                e.exit_code = 125  # `docker run` itself failing
+            raise
+        return _attach_and_wait(sock_path, tty=a.tty, stdin=a.interactive)
 
 
 def _attach_and_wait(sock_path: Any, *, tty: bool, stdin: bool) -> int:

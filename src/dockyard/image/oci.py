@@ -9,11 +9,14 @@ canonically (sorted keys, no spaces), as Docker does.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from dockyard.digest import sha256_bytes
 from dockyard.errors import CorruptData
 from dockyard.records import MutableRecord, Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 # Media types
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

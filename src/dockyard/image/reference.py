@@ -7,10 +7,12 @@ strings are accepted and refused with the same words.
 
 from __future__ import annotations
 
-import re
-
 from dockyard.errors import InvalidReference
 from dockyard.records import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DOMAIN = "index.docker.io"
@@ -22,12 +24,40 @@ _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
 _TAG = r"[\w][\w.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
-_REFERENCE_RE = re.compile(
-    rf"^(?P<name>(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*)(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$"
-)
-_ANCHORED_NAME_RE = re.compile(rf"^(?:(?P<domain>{_DOMAIN})/)?(?P<path>{_COMPONENT}(?:/{_COMPONENT})*)$")
-_HEX64_RE = re.compile(r"^[a-f0-9]{64}$")
 NAME_TOTAL_LENGTH_MAX = 255
+_compiled: dict[str, Any] = {}
+_LOWER_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+_TAG_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+_HEX = frozenset("0123456789abcdef")
+
+
+def _reference_re() -> Any:
+    """Docker's grammar, compiled on first use: compiling it costs more at start-up than most commands
+    spend parsing (`run busybox` takes the fast path in ``_parse_simple`` and never needs it)."""
+    if not _compiled:
+        import re
+
+        _compiled["ref"] = re.compile(
+            rf"^(?P<name>(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*)(?::(?P<tag>{_TAG}))?"
+            rf"(?:@(?P<digest>{_DIGEST}))?$")
+    return _compiled["ref"]
+
+
+def _is_hex64(s: str) -> bool:
+    return len(s) == 64 and _HEX.issuperset(s)
+
+
+def _parse_simple(ref: str) -> tuple[str, str | None] | None:
+    """(name, tag) for the common ``busybox``, ``daphne/duck:v2`` shapes -- lowercase alphanumeric path
+    components and a plain ASCII tag -- which Docker's grammar accepts as they are; None for the rest."""
+    name, sep, tag = ref.partition(":")
+    if len(name) > NAME_TOTAL_LENGTH_MAX or not all(c and _LOWER_ALNUM.issuperset(c) for c in name.split("/")):
+        return None
+    if not sep:
+        return name, None
+    if not tag or len(tag) > 128 or tag[0] in ".-" or not _TAG_CHARS.issuperset(tag):
+        return None
+    return name, tag
 
 
 class Reference(Record):
@@ -103,17 +133,21 @@ def parse(ref: str, *, default_tag: bool = True) -> Reference:
     """
     if not ref:
         raise InvalidReference("invalid reference format: empty reference")
-    if _HEX64_RE.match(ref):
+    if _is_hex64(ref):
         raise InvalidReference(
             f"invalid repository name ({ref}), cannot specify 64-byte hexadecimal strings"
         )
-    m = _REFERENCE_RE.match(ref)
+    simple = _parse_simple(ref)
+    if simple is not None:
+        domain, path = _split_domain(simple[0])
+        return Reference(domain, path, simple[1] or (DEFAULT_TAG if default_tag else None), None)
+    m = _reference_re().match(ref)
     if not m:
         # Docker's clearest message for the common mistake.
         name_part = ref.split("@", 1)[0]
         if ":" in name_part.rsplit("/", 1)[-1]:
             name_part = name_part.rsplit(":", 1)[0]
-        if name_part.lower() != name_part and _REFERENCE_RE.match(_lower_path(ref)):
+        if name_part.lower() != name_part and _reference_re().match(_lower_path(ref)):
             raise InvalidReference(
                 f"invalid reference format: repository name ({name_part}) must be lowercase"
             )
@@ -129,7 +163,7 @@ def parse(ref: str, *, default_tag: bool = True) -> Reference:
     digest = m.group("digest")
     if digest is not None:
         algo, _, hexpart = digest.partition(":")
-        if algo != "sha256" or not _HEX64_RE.match(hexpart):
+        if algo != "sha256" or not _is_hex64(hexpart):
             raise InvalidReference(f"invalid reference format: bad digest {digest!r}")
     if tag is None and digest is None and default_tag:
         tag = DEFAULT_TAG

@@ -16,11 +16,13 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from dockyard.errors import Conflict, ContainerNotFound, InvalidArgument, RuntimeFailure
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    from typing import Any
+
     from dockyard.engine import Engine
     from dockyard.runtime.runopts import RunOptions
 
@@ -158,8 +160,10 @@ def create(eng: Engine, image: str, opts: RunOptions, *, name: str | None = None
             **({"volumes": vp.names} if vp is not None else {}),
             "mounts": _mount_points(opts, vp),
         }
-        eng.db.add_container(cid, name, image_id, image, time.time(), config,
-                             {"status": "created", "exit_code": 0, "pid": 0})
+        state: dict[str, Any] = {"status": "created", "exit_code": 0, "pid": 0}
+        if spec_inputs["network"] is not None:
+            state["network"] = spec_inputs["network"]
+        eng.db.add_container(cid, name, image_id, image, time.time(), config, state)
     except BaseException:
         import shutil
 
@@ -228,12 +232,15 @@ def _write_bundle(eng: Engine, cid: str, cdir: Path, image_config: dict[str, Any
     snap = snapshots.Snapshot(cdir / "fs", [], snapshots.default_driver())
     hostname = getattr(opts, "hostname", None) or cid[:12]
     (cdir / "hostname").write_text(hostname + "\n")
+    settings = None
     if getattr(opts, "network", "") in ("none", "host"):
-        # Write now what the network attach at start writes for these modes, which then finds the files
-        # up to date: rewriting a file in place can cost a flush (ext4's auto_da_alloc) as the container starts.
+        # Write now what a network attach would write for these modes, and their NetworkSettings: nothing
+        # changes at start, so the monitor has no network step to take (the runtime brings up ``lo``).
         from dockyard.ops import networks
 
-        networks.write_etc_files(eng, {"id": cid, "config": {"opts": _opts_to_json(opts), "hostname": hostname}})
+        row = {"id": cid, "config": {"opts": _opts_to_json(opts), "hostname": hostname}}
+        networks.write_etc_files(eng, row)
+        settings = networks.network_settings(eng, row)
     else:
         _write_default_etc_files(cdir, opts, hostname)
     passwd, group = _read_container_file(eng, image_id, "etc/passwd"), _read_container_file(eng, image_id, "etc/group")
@@ -273,9 +280,9 @@ def _write_bundle(eng: Engine, cid: str, cdir: Path, image_config: dict[str, Any
         devmod.apply_edits(spec, edits)
     _limit_caps_to_host(spec)
     tmp = cdir / "config.json.tmp"
-    tmp.write_text(json.dumps(spec, indent=1))
+    tmp.write_text(json.dumps(spec))  # no indent: only then does json use its C encoder
     os.rename(tmp, cdir / "config.json")
-    return {"args": spec["process"]["args"], "hostname": hostname}
+    return {"args": spec["process"]["args"], "hostname": hostname, "network": settings}
 
 
 def _limit_caps_to_host(spec: dict[str, Any]) -> None:
@@ -369,9 +376,15 @@ def _start_locked(eng: Engine, c: dict[str, Any], *, wait_attach: bool, lock_fd:
         settings = networks.attach(e, resolve(e, cid), init_pid)
         e.db.update_container_state(cid, network=settings)
 
-    mcfg.on_created = on_created
+    from dockyard.ops.networks import network_mode
+
+    if not (network_mode(c) in ("none", "host") and c["state"].get("network")):
+        mcfg.on_created = on_created  # none/host: settled at create, see _write_bundle
     ready_r, ready_w = os.pipe()
-    eng.db.close()  # never share a SQLite connection across fork
+    # Never fork with a connection open: the child would inherit SQLite's per-process table of the
+    # locks it believes it holds (POSIX locks themselves are not inherited), and its own connection
+    # would then skip taking them.
+    eng.db.close()
     pid = os.fork()
     if pid == 0:  # the monitor
         os.close(ready_r)

@@ -28,17 +28,19 @@ import fcntl
 import ipaddress
 import json
 import os
-import secrets
-import socket
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
+from dockyard.digest import random_hex
 from dockyard.errors import Conflict, DockyardError, InvalidArgument, NotFound, RuntimeFailure
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    import socket
+    import sqlite3
+    from typing import Any
+
     from dockyard.engine import Engine
 
 DEFAULT_BRIDGE = "dockyard0"
@@ -211,7 +213,7 @@ def ensure_builtin(eng: Engine) -> None:
         for name in BUILTIN:
             c.execute("INSERT OR IGNORE INTO networks (id, name, driver, bridge, created, options) VALUES "
                       "(?,?,?,?,?,?)",
-                      (secrets.token_hex(32), name, BUILTIN_DRIVER[name],
+                      (random_hex(32), name, BUILTIN_DRIVER[name],
                        DEFAULT_BRIDGE if name == "bridge" else None, time.time(),
                        json.dumps({BRIDGE_NAME_OPT: DEFAULT_BRIDGE} if name == "bridge" else {})))
 
@@ -468,7 +470,7 @@ def create_network(eng: Engine, name: str, *, driver: str = "bridge", subnet: st
     if not name or not names.valid(name):
         raise InvalidArgument(f'invalid network name "{name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
     options = dict(options or {})
-    net_id = secrets.token_hex(32)
+    net_id = random_hex(32)
     bridge = options.get(BRIDGE_NAME_OPT) or f"{USER_BRIDGE_PREFIX}{net_id[:12]}"
     if len(bridge) > 15 or "/" in bridge or not bridge.strip():
         raise InvalidArgument(f"invalid bridge name {bridge!r}")
@@ -688,13 +690,7 @@ def attach(eng: Engine, row: dict[str, Any], init_pid: int) -> dict[str, Any]:
     if mode == "host" or mode.startswith("container:"):
         write_etc_files(eng, row)
         return network_settings(eng, row)
-    if mode == "none":
-        from dockyard.runtime import network as kn
-
-        try:
-            kn.loopback_up(init_pid)
-        except OSError as e:
-            raise RuntimeFailure(f"failed to bring up the loopback interface: {e}") from e
+    if mode == "none":  # the runtime brings up ``lo`` in a new network namespace (runc, crun and ours)
         write_etc_files(eng, row)
         return network_settings(eng, row)
     try:
@@ -749,14 +745,14 @@ def _attach_locked(eng: Engine, row: dict[str, Any], pid: int) -> None:
             ip = _allocate(c, net, cid, want_ip, {**owner, "network": net["id"]})
             subnet = ipaddress.IPv4Network(net["subnet"])
             mac = (opts.get("mac_address") if i == 0 else None) or kn.mac_for_ip(ip)
-            host_name = VETH_PREFIX + secrets.token_hex(5)
+            host_name = VETH_PREFIX + random_hex(5)
             aliases = list((ep or {}).get("aliases") or (opts.get("network_aliases") or [] if net is primary else []))
             c.execute(
                 "INSERT INTO endpoints (network_id, container_id, endpoint_id, mode, ip, mac, host_ifname, ifname,"
                 " aliases, static_ip) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(network_id, container_id) DO UPDATE"
                 " SET ip=excluded.ip, mac=excluded.mac, host_ifname=excluded.host_ifname, ifname=excluded.ifname,"
                 " endpoint_id=excluded.endpoint_id",
-                (net["id"], cid, secrets.token_hex(32), (ep or {}).get("mode") or "auto", ip, mac, host_name,
+                (net["id"], cid, random_hex(32), (ep or {}).get("mode") or "auto", ip, mac, host_name,
                  f"eth{i}", json.dumps(aliases), want_ip))
             plumb.append(kn.Interface(host_name, net["bridge"], f"eth{i}", mac,
                                       ipaddress.IPv4Interface(f"{ip}/{subnet.prefixlen}"),
@@ -915,7 +911,7 @@ def connect(eng: Engine, network: str, row: dict[str, Any], *, aliases: list[str
             c.execute("INSERT INTO endpoints (network_id, container_id, endpoint_id, mode, aliases, static_ip) VALUES "
                       "(?,?,?,?,?,?) ON CONFLICT(network_id, container_id) DO UPDATE SET mode=excluded.mode,"
                       " aliases=excluded.aliases, static_ip=excluded.static_ip",
-                      (net["id"], cid, secrets.token_hex(32), "auto" if primary else "connect",
+                      (net["id"], cid, random_hex(32), "auto" if primary else "connect",
                        json.dumps(list(aliases)), ip))
         if not _container_running(eng, cid):
             return
@@ -935,7 +931,7 @@ def connect(eng: Engine, network: str, row: dict[str, Any], *, aliases: list[str
             with eng.db.transaction() as c:
                 addr = _allocate(c, net, cid, ip, {"root": str(eng.root), "cid": cid, "pid": pid, "start": start,
                                                     "network": net["id"]})
-                host_name = VETH_PREFIX + secrets.token_hex(5)
+                host_name = VETH_PREFIX + random_hex(5)
                 mac = kn.mac_for_ip(addr)
                 c.execute("UPDATE endpoints SET ip=?, mac=?, host_ifname=?, ifname=? WHERE network_id=? AND "
                           "container_id=?", (addr, mac, host_name, ifname, net["id"], cid))
@@ -974,7 +970,7 @@ def disconnect(eng: Engine, network: str, row: dict[str, Any], *, force: bool = 
             if primary:  # remembered, so that the next start does not put it back
                 c.execute("INSERT INTO endpoints (network_id, container_id, endpoint_id, mode) VALUES (?,?,?,?) "
                           "ON CONFLICT(network_id, container_id) DO UPDATE SET mode='removed', ip=NULL",
-                          (net["id"], cid, secrets.token_hex(32), "removed"))
+                          (net["id"], cid, random_hex(32), "removed"))
             else:
                 c.execute("DELETE FROM endpoints WHERE network_id=? AND container_id=?", (net["id"], cid))
     c_row = _container(eng, cid)
@@ -1101,9 +1097,11 @@ def network_settings(eng: Engine, row: dict[str, Any], *, pid: int | None = None
             net = resolve_network(eng, mode)
             networks[net["name"]] = _endpoint_settings(net["id"], "", "", "", 0, "")
     first = next((ep for ep in eps if ep["network_name"] == "bridge"), None)
-    import hashlib
+    sandbox = ""
+    if eps:
+        from dockyard.digest import sha256_bytes
 
-    sandbox = hashlib.sha256((cid + "".join(ep["endpoint_id"] for ep in eps)).encode()).hexdigest() if eps else ""
+        sandbox = sha256_bytes((cid + "".join(ep["endpoint_id"] for ep in eps)).encode()).removeprefix("sha256:")
     return {
         "Bridge": "", "SandboxID": sandbox, "SandboxKey": f"/proc/{pid}/ns/net" if pid else "",
         "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,

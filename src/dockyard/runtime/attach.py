@@ -15,9 +15,12 @@ import struct
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from dockyard.runtime.monitor import EXIT, HEADER, RESIZE, STDERR, STDIN, STDIN_CLOSE, STDOUT, frame
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 DETACH_KEYS = b"\x10\x11"  # Ctrl-P Ctrl-Q
 DETACHED = -1

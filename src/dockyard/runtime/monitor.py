@@ -24,7 +24,10 @@ import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 STDIN, STDOUT, STDERR, EXIT, RESIZE, STDIN_CLOSE = 0, 1, 2, 3, 4, 5
 HEADER = struct.Struct(">BxxxI")

@@ -38,16 +38,16 @@ import fcntl
 import ipaddress
 import json
 import os
-import secrets
 import socket
 import struct
-import subprocess
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
 from dockyard.errors import RuntimeFailure
+from dockyard.records import MutableRecord, Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 TABLE = "dockyard"
 BASE_VERSION = "dockyard base v2"  # the comment on the table's last rule: bump when the layout changes
@@ -61,7 +61,7 @@ class NetworkError(RuntimeFailure):
 # ---- small helpers --------------------------------------------------------------------------
 def random_mac() -> str:
     """A random, locally administered unicast MAC (what the kernel would pick, but fixed by us)."""
-    b = bytearray(secrets.token_bytes(6))
+    b = bytearray(os.urandom(6))
     b[0] = (b[0] & 0xFE) | 0x02
     return ":".join(f"{x:02x}" for x in b)
 
@@ -93,12 +93,14 @@ def _netlink_code(e: BaseException) -> int | None:
     return getattr(e, "code", None)
 
 
-def preload() -> threading.Thread:
+def preload() -> Any:
     """Import pyroute2 in a background thread (overlaps its ~0.2 s import with container creation)."""
 
     def work() -> None:
         with contextlib.suppress(Exception):
             import pyroute2  # noqa: F401
+
+    import threading
 
     t = threading.Thread(target=work, name="pyroute2-preload", daemon=True)
     t.start()
@@ -139,6 +141,8 @@ def socket_in_netns(pid: int, family: int = socket.AF_INET, kind: int = socket.S
         except BaseException as e:  # handed to the caller
             out["error"] = e
         # The thread ends inside the namespace: nothing else ever runs on it.
+
+    import threading
 
     t = threading.Thread(target=work, name=f"netns-{pid}")
     t.start()
@@ -404,8 +408,7 @@ def links(prefix: str, kind: str | None = None) -> list[str]:
     return out
 
 
-@dataclass
-class Interface:
+class Interface(MutableRecord):
     """One container interface to plumb: ``host_name`` on ``bridge`` <-> ``ifname`` in the netns."""
 
     host_name: str
@@ -414,7 +417,13 @@ class Interface:
     mac: str
     address: ipaddress.IPv4Interface
     gateway: ipaddress.IPv4Address | None  # a default route through it (the first network only)
-    mtu: int = 1500
+    mtu: int
+    _fields = ("host_name", "bridge", "ifname", "mac", "address", "gateway", "mtu")
+
+    def __init__(self, host_name: str, bridge: str, ifname: str, mac: str, address: ipaddress.IPv4Interface,
+                 gateway: ipaddress.IPv4Address | None, mtu: int = 1500) -> None:
+        self.__dict__.update(host_name=host_name, bridge=bridge, ifname=ifname, mac=mac, address=address,
+                             gateway=gateway, mtu=mtu)
 
 
 def add_interface(pid: int, itf: Interface) -> None:
@@ -479,8 +488,7 @@ def netns_links(pid: int) -> list[str]:
 
 
 # ---- nftables -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PortMap:
+class PortMap(Record):
     """``host_ip:host_port/proto -> container_ip:container_port``; host_ip ``0.0.0.0`` = any."""
 
     proto: str
@@ -488,6 +496,11 @@ class PortMap:
     host_port: int
     container_ip: str
     container_port: int
+    _fields = ("proto", "host_ip", "host_port", "container_ip", "container_port")
+
+    def __init__(self, proto: str, host_ip: str, host_port: int, container_ip: str, container_port: int) -> None:
+        self.__dict__.update(proto=proto, host_ip=host_ip, host_port=host_port, container_ip=container_ip,
+                             container_port=container_port)
 
     @property
     def map_name(self) -> str:
@@ -522,6 +535,8 @@ class Nft:
         self.binary = binary
 
     def run(self, script: str, *, what: str = "update the firewall") -> None:
+        import subprocess
+
         try:
             p = subprocess.run([self.binary, "-f", "-"], input=script.encode(), capture_output=True, timeout=30)
         except FileNotFoundError:
@@ -534,6 +549,8 @@ class Nft:
 
     def query(self, *args: str) -> list[dict[str, Any]]:
         """``nft -j list ...`` as its objects; [] if the thing does not exist."""
+        import subprocess
+
         try:
             p = subprocess.run([self.binary, "-j", *args], capture_output=True, timeout=30)
         except FileNotFoundError:

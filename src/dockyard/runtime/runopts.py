@@ -17,11 +17,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING
 
 from dockyard.errors import InvalidArgument
 from dockyard.records import Record
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     from typing import Any
 
@@ -251,7 +251,6 @@ _RW_MODES = ("rw", "ro", "ro-non-recursive", "ro-force-recursive", "rro")
 _LABEL_MODES = ("z", "Z")
 _COPY_MODES = ("nocopy",)
 _CONSISTENCY_MODES = ("consistent", "cached", "delegated")
-_VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 
 
 class Mount(Record):
@@ -339,7 +338,7 @@ def _check_target(mtype: str, target: str) -> str | None:
 
 
 def _check_volume_name(name: str) -> None:
-    if name and not _VOLUME_NAME.fullmatch(name):
+    if name and not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+", name):
         raise InvalidArgument(
             f'create {name}: "{name}" includes invalid characters for a local volume name, only '
             f'"[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host directory, '
@@ -877,12 +876,11 @@ def parse_device(value: str) -> DeviceMapping:
     return DeviceMapping(src, dst or src, perms)
 
 
-_DEVICE_CGROUP_RULE = re.compile(r"([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})")
 
 
 def parse_device_cgroup_rule(value: str) -> str:
     """``--device-cgroup-rule 'c 1:3 rwm'`` (validated, returned as is)."""
-    if not _DEVICE_CGROUP_RULE.fullmatch(value):
+    if not re.fullmatch(r"([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})", value):
         raise InvalidArgument(f"invalid device cgroup format '{value}'")
     return value
 

@@ -14,15 +14,17 @@ A Docker-format profile differs from the OCI ``linux.seccomp`` object: it has an
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import os
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from dockyard.errors import InvalidArgument
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 #: Python/uname machine names -> the libseccomp/Go arch names the profile's ``arches`` use.
 _MACHINE_TO_ARCH = {
@@ -143,6 +145,8 @@ def setup_seccomp(
             kern = kernel_version()
         return kern >= want
 
+    import copy
+
     out: dict[str, Any] = {k: copy.deepcopy(profile[k]) for k in _PASSTHROUGH if profile.get(k)}
     scmp_arch = NATIVE_TO_SECCOMP.get(native)
     if scmp_arch is not None:
@@ -213,12 +217,22 @@ def _cache_dir() -> str:
 
 
 def _cache_key(bounding_caps: Iterable[str], arch: str | None = None, kernel: tuple[int, int] | None = None) -> str:
-    import hashlib
+    """A file name for the inputs: no hashing, since reading and hashing the profile (and loading
+    OpenSSL for it) would cost a good part of what the cache saves. The profile file is named by its
+    size and modification time; capabilities by a bit mask (names the kernel does not number are spelt)."""
+    from dockyard.runtime.runopts import CAPABILITY_NAMES
 
-    ident = [sorted(set(bounding_caps)), native_arch() if arch is None else arch,
-             list(kernel_version() if kernel is None else kernel),
-             hashlib.sha256(_default_profile_text().encode()).hexdigest()]
-    return hashlib.sha256(json.dumps(ident).encode()).hexdigest()
+    st = os.stat(os.path.join(os.path.dirname(__file__), "seccomp_default.json"))
+    mask, other = 0, []
+    for cap in sorted(set(bounding_caps)):
+        name = cap.removeprefix("CAP_")
+        if name in CAPABILITY_NAMES:
+            mask |= 1 << CAPABILITY_NAMES.index(name)
+        else:
+            other.append(re.sub(r"[^A-Za-z0-9_]", "_", name))
+    k = kernel_version() if kernel is None else kernel
+    return "-".join([native_arch() if arch is None else arch, f"{k[0]}.{k[1]}", f"{mask:x}", *other,
+                     f"{st.st_size}", f"{st.st_mtime_ns}"])
 
 
 def default_oci_seccomp(**kwargs: Any) -> dict[str, Any] | None:
@@ -229,7 +243,7 @@ def default_oci_seccomp(**kwargs: Any) -> dict[str, Any] | None:
     """
     try:
         key = _cache_key(**kwargs)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OSError):
         return setup_seccomp(default_profile(), **kwargs)
     path = os.path.join(_cache_dir(), key + ".json")
     try:

@@ -21,7 +21,6 @@ import os
 import re
 import stat
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 from dockyard.errors import InvalidArgument
 from dockyard.records import MutableRecord, Record
@@ -43,6 +42,10 @@ from dockyard.runtime.runopts import (
     validate_tmpfs_options,
     validate_uts_mode,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 OCI_VERSION = "1.1.0"
 
@@ -508,14 +511,11 @@ class HostDevice(Record):
         }
 
 
-_CGROUP_RULE = re.compile(r"([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})")
-
-
 def device_cgroup_rules(rules: Iterable[str]) -> list[dict[str, Any]]:
     """``--device-cgroup-rule`` values -> OCI device cgroup entries (``*`` becomes -1)."""
     out = []
     for rule in rules:
-        m = _CGROUP_RULE.fullmatch(rule)
+        m = re.fullmatch(r"([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})", rule)
         if not m:
             raise InvalidArgument(f"invalid device cgroup rule format: '{rule}'")
         t, major, minor, access = m.groups()

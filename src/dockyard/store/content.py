@@ -8,15 +8,17 @@ so that a crashed writer's leftovers can be recognised and removed by the next c
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 from dockyard.digest import CHUNK, hex_of, random_hex, validate
 from dockyard.errors import BlobNotFound, CorruptData
 from dockyard.records import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 
 class BlobInfo(Record):
@@ -35,6 +37,8 @@ class BlobWriter:
         self._store = store
         self.path = store.ingest_dir / f"{os.getpid()}-{random_hex(8)}"
         self._f: BinaryIO | None = open(self.path, "xb")  # noqa: SIM115 - closed in commit/abort
+        import hashlib  # lazily: most commands never write a blob
+
         self._h = hashlib.sha256()
         self.size = 0
 

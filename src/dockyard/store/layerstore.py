@@ -14,12 +14,15 @@ import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 from dockyard.digest import CHUNK, hex_of, random_hex
 from dockyard.records import Record
 from dockyard.store.content import BlobWriter, _pid_alive
 from dockyard.store.metadata import MetadataDB
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 
 class LayerInfo(Record):
