@@ -9,6 +9,11 @@ Run as root: .venv/bin/python bench/network_bench.py [RUNS] [MB]
   host's own address (DNAT) and straight to the container's address on the bridge (no NAT); the
   time runs until the container has read everything and closed the connection.
 
+Docker is measured the same way when Debian's ``dockerd`` is installed: a private daemon on its own
+bridge (``--bip 10.213.0.1/24``) and with ``--iptables=false``, so it leaves the host's firewall alone;
+its published ports then go through ``docker-proxy``, which is also Docker's path for traffic to
+127.0.0.1 by default. ``docker load`` gets the same busybox image from ``dockyard save``.
+
 All traffic stays on this machine. Prints a table.
 """
 
@@ -16,12 +21,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 BIN = str(Path(sys.executable).with_name("dockyard"))
@@ -84,6 +92,61 @@ def send_zeros(addr: str, port: int, mb: int) -> float:
         return time.perf_counter() - t0
 
 
+def median_run(cmd: list[str], runs: int) -> float:
+    ts = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+@contextlib.contextmanager
+def private_dockerd(tmp: str) -> Iterator[list[str] | None]:
+    """``docker -H unix://...`` of a daemon of our own, or None when there is none to start."""
+    if not shutil.which("dockerd") or not shutil.which("docker"):
+        yield None
+        return
+    sock = os.path.join(tmp, "docker.sock")
+    with open(os.path.join(tmp, "dockerd.log"), "wb") as log:
+        proc = subprocess.Popen(
+            ["dockerd", "--data-root", os.path.join(tmp, "docker-data"), "--exec-root", os.path.join(tmp, "dx"),
+             "--pidfile", os.path.join(tmp, "docker.pid"), "--bip", "10.213.0.1/24", "--iptables=false",
+             "--ip-masq=false", "-H", f"unix://{sock}"], stdout=log, stderr=log, start_new_session=True)
+        try:
+            docker = ["docker", "-H", f"unix://{sock}"]
+            deadline = time.monotonic() + 60
+            while proc.poll() is None and time.monotonic() < deadline:
+                if subprocess.run([*docker, "info"], capture_output=True).returncode == 0:
+                    yield docker
+                    return
+                time.sleep(0.5)
+            print("  (dockerd did not start; docker skipped)")
+            yield None
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+
+
+def docker_throughput(docker: list[str], runs: int, mb: int, target: str) -> float:
+    rates = []
+    for _ in range(runs):
+        port = free_port()
+        cid = subprocess.run([*docker, "run", "-d", "-p", f"{port}:80", "busybox", "sh", "-c",
+                              "nc -l -p 80 > /dev/null"], capture_output=True, text=True, check=True).stdout.strip()
+        try:
+            addr = "127.0.0.1" if target == "loopback" else host_address()
+            rates.append(mb / send_zeros(addr, port, mb))
+        finally:
+            subprocess.run([*docker, "rm", "-f", cid], capture_output=True)
+    return statistics.median(rates)
+
+
 def throughput(root: str, runs: int, mb: int, target: str) -> float:
     """Median MB/s into a fresh ``nc -l`` container, sent to ``target`` (loopback, host, direct)."""
     rates = []
@@ -133,6 +196,30 @@ def main() -> None:
         with contextlib.suppress(SystemExit):
             dy(root, "network", "rm", net, check=False)
         dy(root, "system", "prune", "-f", check=False)
+        docker_side(root, tmp, runs, mb, {name: t for name, t in rows})
+
+
+def docker_side(root: str, tmp: str, runs: int, mb: int, ours: dict[str, float]) -> None:
+    archive = os.path.join(tmp, "busybox.tar")
+    dy(root, "save", "-o", archive, "busybox:latest")
+    with private_dockerd(tmp) as docker:
+        if docker is None:
+            return
+        subprocess.run([*docker, "load", "-i", archive], check=True, capture_output=True)
+        subprocess.run([*docker, "run", "--rm", "busybox", "true"], check=True, capture_output=True)  # warm
+        print()
+        print(f"{'docker (private dockerd), median of ' + str(runs):<40} {'seconds':>10}   dockyard's share")
+        pairs: list[tuple[str, list[str], str]] = [
+            ("docker run --rm, --network none", ["--network", "none"], "run --rm, --network none"),
+            ("docker run --rm, bridge (default)", [], "run --rm, bridge (default)"),
+        ]
+        for label, extra, mine in pairs:
+            t = median_run([*docker, "run", "--rm", *extra, "busybox", "true"], runs)
+            print(f"{label:<40} {t:>10.3f}   {ours[mine] / t:.2f}x")
+        print(f"{'docker TCP host -> container, ' + str(mb) + ' MiB':<40} {'MiB/s':>10}")
+        tp: Callable[[str], float] = lambda target: docker_throughput(docker, runs, mb, target)  # noqa: E731
+        print(f"{'127.0.0.1:PORT (docker-proxy)':<40} {tp('loopback'):>10.0f}")
+        print(f"{'host address:PORT (docker-proxy)':<40} {tp('host'):>10.0f}")
 
 
 if __name__ == "__main__":

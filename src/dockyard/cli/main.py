@@ -9,6 +9,10 @@ from __future__ import annotations
 import os
 import sys
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import NoReturn
+
 # name -> (module, description). Group commands map to a dict of sub-commands.
 COMMANDS: dict[str, tuple[str, str]] = {
     "images": ("dockyard.cli.images:images", "List images"),
@@ -129,10 +133,33 @@ def main(argv: list[str] | None = None) -> int:
         # ~100k objects), and skip the full collection over every module's objects at exit.
         gc.set_threshold(100_000)
         try:
-            return _main(argv)
+            code = _main(argv)
+        except SystemExit as e:
+            if not isinstance(e.code, int | None):
+                raise  # a message: Python prints it
+            code = e.code or 0
         finally:
             gc.freeze()
+        _exit_now(code)
     return _main(argv)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End the process without the interpreter's teardown (~3 ms of freeing every module) when
+    nothing is left for it to do: no atexit callbacks (``weakref.finalize``, ``logging``, temp
+    directories register one) and no other thread to wait for."""
+    import atexit
+
+    threading = sys.modules.get("threading")
+    if atexit._ncallbacks() or (threading is not None and threading.active_count() > 1):
+        raise SystemExit(code)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:  # None once a closed pipe has been dealt with
+                stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can be said
+            pass
+    os._exit(code)
 
 
 def _main(argv: list[str] | None) -> int:
