@@ -31,9 +31,9 @@ def build_in_process(root: Path, ctx: Path, *args: str) -> tuple[str, list[str]]
     """(stdout, the MISS_ONLY modules loaded) for ``dockyard build ARGS CTX`` in a fresh interpreter."""
     code = ("import json, sys\n"
             "from dockyard.cli.main import main\n"
-            f"sys.argv = ['dockyard', '--root', {str(root)!r}, 'build', *{list(args)!r}, {str(ctx)!r}]\n"
+            f"argv = ['--root', {str(root)!r}, 'build', *{list(args)!r}, {str(ctx)!r}]\n"
             "try:\n"
-            "    main()\n"
+            "    main(argv)  # with argv, main returns (the console script's main() ends the process)\n"
             "finally:\n"
             f"    print(json.dumps(sorted(m for m in {MISS_ONLY!r} if m in sys.modules)))\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
