@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
+
+from dockerd import private_dockerd
 
 BIN = str(Path(sys.executable).with_name("dockyard"))
 CACHE = Path(os.environ.get("DOCKYARD_IMAGE_CACHE", "/var/cache/dockyard-test-images"))
@@ -99,38 +99,6 @@ def median_run(cmd: list[str], runs: int) -> float:
         subprocess.run(cmd, check=True, capture_output=True, timeout=120)
         ts.append(time.perf_counter() - t0)
     return statistics.median(ts)
-
-
-@contextlib.contextmanager
-def private_dockerd(tmp: str) -> Iterator[list[str] | None]:
-    """``docker -H unix://...`` of a daemon of our own, or None when there is none to start."""
-    if not shutil.which("dockerd") or not shutil.which("docker"):
-        yield None
-        return
-    sock = os.path.join(tmp, "docker.sock")
-    with open(os.path.join(tmp, "dockerd.log"), "wb") as log:
-        proc = subprocess.Popen(
-            ["dockerd", "--data-root", os.path.join(tmp, "docker-data"), "--exec-root", os.path.join(tmp, "dx"),
-             "--pidfile", os.path.join(tmp, "docker.pid"), "--bip", "10.213.0.1/24", "--iptables=false",
-             "--ip-masq=false", "-H", f"unix://{sock}"], stdout=log, stderr=log, start_new_session=True)
-        try:
-            docker = ["docker", "-H", f"unix://{sock}"]
-            deadline = time.monotonic() + 60
-            while proc.poll() is None and time.monotonic() < deadline:
-                if subprocess.run([*docker, "info"], capture_output=True).returncode == 0:
-                    yield docker
-                    return
-                time.sleep(0.5)
-            print("  (dockerd did not start; docker skipped)")
-            yield None
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
 
 
 def docker_throughput(docker: list[str], runs: int, mb: int, target: str) -> float:
@@ -202,9 +170,10 @@ def main() -> None:
 def docker_side(root: str, tmp: str, runs: int, mb: int, ours: dict[str, float]) -> None:
     archive = os.path.join(tmp, "busybox.tar")
     dy(root, "save", "-o", archive, "busybox:latest")
-    with private_dockerd(tmp) as docker:
-        if docker is None:
+    with private_dockerd(Path(tmp), "--bip", "10.213.0.1/24") as host:
+        if host is None:
             return
+        docker = ["docker", "-H", host]
         subprocess.run([*docker, "load", "-i", archive], check=True, capture_output=True)
         subprocess.run([*docker, "run", "--rm", "busybox", "true"], check=True, capture_output=True)  # warm
         print()
