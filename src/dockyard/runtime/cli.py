@@ -121,6 +121,16 @@ _FAST: dict[str, tuple[dict[str, tuple[str, str]], dict[str, object], tuple[str,
 }  # fmt: skip
 
 
+def _option_value(argv: list[str], i: int, eq: str, value: str) -> tuple[str, int] | None:
+    """The value of the option at ``argv[i]`` (``--opt=value``, or the next word when it does not start
+    with ``-``) and the index of the option's last word; None where argparse must decide."""
+    if eq:
+        return value, i
+    if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
+        return None
+    return argv[i + 1], i + 1
+
+
 def _fast_parse(argv: list[str]) -> _Args | None:
     """argparse's result for the common shapes of a hot command line, or None to let argparse decide.
 
@@ -143,12 +153,10 @@ def _fast_parse(argv: list[str]) -> _Args | None:
                 return None
             ns[opt[0]] = True
         else:
-            if not eq:
-                i += 1
-                if i >= n or argv[i].startswith("-"):
-                    return None
-                value = argv[i]
-            ns[opt[0]] = value
+            got = _option_value(argv, i, eq, value)
+            if got is None:
+                return None
+            ns[opt[0]], i = got
         i += 1
     if ns["log_format"] not in ("text", "json") or i >= n or argv[i] not in _FAST:
         return None
@@ -186,11 +194,10 @@ def _fast_parse(argv: list[str]) -> _Args | None:
                 return None
             ns[dest] = True
         else:
-            if not eq:
-                i += 1
-                if i >= n or argv[i].startswith("-"):
-                    return None
-                value = argv[i]
+            got = _option_value(argv, i, eq, value)
+            if got is None:
+                return None
+            value, i = got
             if kind == "int":
                 try:
                     ns[dest] = int(value)
