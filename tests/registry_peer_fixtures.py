@@ -119,13 +119,15 @@ def write_htpasswd(path: Path, users: dict[str, str]) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def make_cert(tmp: Path) -> tuple[Path, Path]:
-    """A self-signed RSA certificate and key (PEM) for signing tokens."""
+def make_cert(tmp: Path, cn: str = "dockyard-test-token", *, server: bool = False) -> tuple[Path, Path]:
+    """A self-signed RSA certificate and key (PEM): for signing tokens, or (``server``) for a TLS server
+    on 127.0.0.1/localhost."""
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed")
-    key, cert = tmp / "token.key", tmp / "token.crt"
+    key, cert = tmp / f"{cn}.key", tmp / f"{cn}.crt"
+    san = ["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"] if server else []
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-                    "-out", str(cert), "-days", "2", "-subj", "/CN=dockyard-test-token"],
+                    "-out", str(cert), "-days", "2", "-subj", f"/CN={cn}", *san],
                    check=True, capture_output=True)
     return cert, key
 

@@ -44,6 +44,8 @@ from conftest_registry import (  # noqa: E402
     start_dockyard,
 )
 
+from tests.registry_peer_fixtures import make_cert  # noqa: E402
+
 peers = pytest.mark.peers
 
 
@@ -548,15 +550,7 @@ def test_skopeo_with_basic_auth(auth_registry: Server, busybox_image: LayoutImag
 
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    tmp = tmp_path_factory.mktemp("tls")
-    cert, key = tmp / "cert.pem", tmp / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-                   check=True, capture_output=True)
-    return cert, key
+    return make_cert(tmp_path_factory.mktemp("tls"), "127.0.0.1", server=True)
 
 
 @peers

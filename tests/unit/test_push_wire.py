@@ -10,10 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +30,7 @@ from dockyard.registry.client import (
     transport_message,
 )
 from dockyard.registry.config import RegistryConfig
+from tests.registry_peer_fixtures import make_cert
 
 Handler = Callable[[socket.socket, "RawServer"], None]
 
@@ -401,12 +400,7 @@ def test_a_proxy_in_the_environment_leaves_every_request_to_httpx(monkeypatch: p
 # ---- TLS ------------------------------------------------------------------------------------------
 @pytest.fixture
 def tls_pair(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "2", "-subj", "/CN=localhost", "-addext",
-                    "subjectAltName=IP:127.0.0.1,DNS:localhost"], check=True, capture_output=True)
+    cert, key = make_cert(tmp_path, "localhost", server=True)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(str(cert), str(key))
     return ctx, cert
