@@ -9,13 +9,17 @@ Goal (not asserted): dockyard under a quarter of podman's and docker's time for 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+import stat
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,6 +36,41 @@ def median_time(cmd: list[str], n: int, env: dict[str, str] | None = None, setup
         subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=env)
         ts.append(time.perf_counter() - t0)
     return statistics.median(ts)
+
+
+@contextlib.contextmanager
+def fake_gpus(d: Path) -> Iterator[bool]:
+    """Two fake NVIDIA GPUs (device nodes with the driver's numbers, a library to mount) described by a
+    CDI spec in /var/run/cdi for the run; removed afterwards. False where mknod is not allowed."""
+    dev = d / "gpu-dev"
+    dev.mkdir()
+    try:
+        for name, minor in (("nvidia0", 0), ("nvidia1", 1), ("nvidiactl", 255)):
+            os.mknod(dev / name, 0o666 | stat.S_IFCHR, os.makedev(195, minor))
+    except OSError:
+        yield False
+        return
+    lib = d / "libcuda.so.1"
+    lib.write_text("fake libcuda\n")
+    node = lambda n: {"path": f"/dev/{n}", "hostPath": str(dev / n)}  # noqa: E731
+    spec = {"cdiVersion": "0.5.0", "kind": "nvidia.com/gpu",
+            "devices": [{"name": "0", "containerEdits": {"deviceNodes": [node("nvidia0")]}},
+                        {"name": "1", "containerEdits": {"deviceNodes": [node("nvidia1")]}},
+                        {"name": "all", "containerEdits": {"deviceNodes": [node("nvidia0"), node("nvidia1")]}}],
+            "containerEdits": {"deviceNodes": [node("nvidiactl")],
+                               "mounts": [{"hostPath": str(lib), "containerPath": "/usr/lib/libcuda.so.1",
+                                           "options": ["ro", "nosuid", "nodev", "bind"]}]}}
+    cdi = Path("/var/run/cdi")
+    made = not cdi.exists()
+    cdi.mkdir(parents=True, exist_ok=True)
+    path = cdi / f"dockyard-bench-{os.getpid()}.json"
+    path.write_text(json.dumps(spec))
+    try:
+        yield True
+    finally:
+        path.unlink()
+        if made:
+            cdi.rmdir()
 
 
 def main() -> None:
@@ -71,6 +110,10 @@ def main() -> None:
             subprocess.run([BIN, "create", "busybox", "true"], env=env, check=True, stdout=subprocess.DEVNULL)
         count = len(subprocess.run([BIN, "ps", "-aq"], env=env, capture_output=True, text=True).stdout.split())
         rows.append((f"dockyard ps -a ({count} containers)", median_time([BIN, "ps", "-a"], 7, env), ""))
+        with fake_gpus(Path(d)) as ok:
+            if ok:
+                rows.append(("dockyard run --rm --gpus all busybox true (fake GPUs, CDI)",
+                             median_time([BIN, "run", "--rm", "--gpus", "all", "busybox", "true"], n, env), ""))
         subprocess.run([BIN, "run", "--name", "big", "busybox", "dd", "if=/dev/urandom", "of=/big", "bs=1M",
                         "count=10"], env=env, check=True, stderr=subprocess.DEVNULL)
         rows.append(("dockyard commit (10 MB change)",
