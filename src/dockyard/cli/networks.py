@@ -92,7 +92,7 @@ def ls(name: str, argv: list[str]) -> int:
     filters = parse_filters(a.filter, ("name", "id", "driver", "label", "type", "scope", "dangling"))
     with engine() as eng:
         nets = networks.list_networks(eng)
-        in_use = {r[0] for r in eng.db.conn.execute("SELECT DISTINCT network_id FROM endpoints WHERE ip IS NOT NULL")}
+        in_use = networks.networks_in_use(eng)
     nets = sorted((n for n in nets if _matches(n, filters, in_use)), key=lambda n: n["name"])
     rows = [{"ID": n["id"] if a.no_trunc else short_id(n["id"]), "Name": n["name"], "Driver": n["driver"],
              "Scope": "local", "IPv6": "false", "Internal": str(bool(n.get("internal"))).lower(),

@@ -278,6 +278,11 @@ def _opts(row: dict[str, Any]) -> dict[str, Any]:
     return opts if isinstance(opts, dict) else {}
 
 
+def networks_in_use(eng: Engine) -> set[str]:
+    """IDs of the networks some container has an address on (``network ls --filter dangling``)."""
+    return {r[0] for r in eng.db.conn.execute("SELECT DISTINCT network_id FROM endpoints WHERE ip IS NOT NULL")}
+
+
 def network_mode(row: dict[str, Any]) -> str:
     return str(_opts(row).get("network") or "bridge")
 
