@@ -764,9 +764,8 @@ class Builder:
                 self._layer_infos[chain_id] = info
         return info
 
-    def _layers_of(self, image_id: str, *, unpacked: bool = False) -> list[NewLayer]:
-        """The layers of ``image_id``; with ``unpacked``, ImageNotFound unless every one is unpacked
-        (what :meth:`Engine.image_chain` checks), else BuildError unless every one is known."""
+    def _layers_of(self, image_id: str) -> list[NewLayer]:
+        """The layers of ``image_id``; BuildError unless every one is known."""
         from dockyard.engine import NewLayer
 
         out = []
@@ -775,10 +774,6 @@ class Builder:
             info = self._layer_info(chain_id)
             if info is not None:
                 diff_id = info.diff_id
-            elif unpacked:
-                from dockyard.errors import ImageNotFound
-
-                raise ImageNotFound(f"image {image_id[:19]}: layer {chain_id} is missing from the store")
             else:
                 layer = self.eng.db.layer(chain_id)
                 if layer is None:
@@ -839,15 +834,20 @@ class Builder:
         """On a cache hit, make the cached image the stage's current image."""
         if self.opts.no_cache:
             return False
-        image_id = self.eng.db.cache_get(key)
-        if not image_id:
+        hit = self.eng.db.cache_image(key)  # the key, its image and the image's layers: one query
+        if hit is None or not hit[0]:
             return False
-        rec = self.eng.db.image(image_id)
-        if rec is None:
-            return False
+        image_id, config_digest, rows = hit
+        from dockyard.engine import NewLayer
+
+        layers = []
+        for chain_id, blob_digest, blob_media_type, blob_size in rows:
+            info = self._layer_info(chain_id)
+            if info is None:  # not unpacked (what Engine.image_chain checks): no hit
+                return False
+            layers.append(NewLayer(blob_digest, blob_media_type, blob_size, info.diff_id, chain_id))
         try:
-            layers = self._layers_of(image_id, unpacked=True)
-            data = self._image_data(rec.config_digest)
+            data = self._image_data(config_digest)
         except DockyardError:
             return False
         st.image_id, st.data, st.layers = image_id, data, layers
@@ -982,55 +982,67 @@ class Builder:
             raise instr.error(str(e)) from None
 
     def _config_step(self, st: _StageState, instr: Instruction, vertex: Vertex | None) -> None:
+        cmd = instr.cmd
+        if cmd == "maintainer":
+            if not instr.args:
+                raise instr.error("MAINTAINER requires exactly one argument")
+        else:
+            if cmd == "onbuild" and instr.trigger is None:
+                raise instr.error("ONBUILD requires at least one argument")
+            if cmd in ("cmd", "entrypoint", "volume", "expose") and not instr.args:
+                raise instr.error(f"{cmd.upper()} requires at least one argument")
+        # The new config is worked out only on a miss: it follows from what the key covers (the
+        # parent image's config, the instruction, the variables in scope), so a hit already has it.
+        entrypoint_drops_cmd = cmd == "entrypoint" and st.cmd_set
+        if cmd == "cmd":
+            st.cmd_set = True
+        key = self._key(st, "config", _canonical(instr), self._scope_vars(st), st.cmd_set)
+        if self._adopt(st, key):
+            return
+        cfg, created_by, author = self._config_change(st, instr, entrypoint_drops_cmd)
+        self._commit(st, created_by, key, None, config=cfg, author=author)
+
+    def _config_change(self, st: _StageState, instr: Instruction,
+                       entrypoint_drops_cmd: bool) -> tuple[dict[str, Any], str, str | None]:
+        """(new config, history ``created_by``, author) for a config instruction."""
         from dockyard.build.changes import apply_instruction
 
         cmd = instr.cmd
         cfg = _deepcopy(st.config)
         author: str | None = None
         if cmd == "maintainer":
-            if not instr.args:
-                raise instr.error("MAINTAINER requires exactly one argument")
             author = self._x(st, instr.args[0], instr)
-            created_by = f"MAINTAINER {author}"
-        else:
-            if cmd == "onbuild" and instr.trigger is None:
-                raise instr.error("ONBUILD requires at least one argument")
-            if cmd in ("cmd", "entrypoint", "volume", "expose") and not instr.args:
-                raise instr.error(f"{cmd.upper()} requires at least one argument")
-            apply_instruction(cfg, instr, expand_env=st.vars, where=f"{instr.location()}: ")
-            if cmd == "entrypoint" and st.cmd_set:
-                # as BuildKit: ENTRYPOINT drops an inherited CMD, not one set in this stage
-                cfg["Cmd"] = _deepcopy(st.config.get("Cmd"))
-            if cmd == "cmd":
-                st.cmd_set = True
-            if cmd == "cmd":
-                created_by = "CMD " + go_quote_list(cfg.get("Cmd") or [])
-            elif cmd == "entrypoint":
-                created_by = "ENTRYPOINT " + go_quote_list(cfg.get("Entrypoint") or [])
-            elif cmd == "label":
-                pairs = [(self._x(st, k, instr), self._x(st, v, instr)) for k, v in key_value_pairs(instr)]
-                created_by = "LABEL " + " ".join(f"{k}={v}" for k, v in pairs)
-            elif cmd == "expose":
-                ports = sorted(self._expose_words(st, instr))
-                created_by = "EXPOSE map[" + " ".join(f"{p}:{{}}" for p in ports) + "]"
-            elif cmd == "volume":
-                vols = [self._x(st, v, instr) for v in instr.args]
-                created_by = "VOLUME [" + " ".join(vols) + "]"
-            elif cmd == "user":
-                created_by = f"USER {cfg.get('User', '')}"
-            elif cmd == "stopsignal":
-                created_by = f"STOPSIGNAL {cfg.get('StopSignal', '')}"
-            elif cmd == "shell":
-                created_by = "SHELL [" + " ".join(cfg.get("Shell") or []) + "]"
-            elif cmd == "healthcheck":
-                created_by = _healthcheck_history(cfg.get("Healthcheck") or {})
-            elif cmd == "onbuild":
-                created_by = f"ONBUILD {instr.args[0]}"
-            else:  # pragma: no cover - every instruction is handled above
-                raise instr.error(f"unsupported instruction {cmd.upper()}")
-        key = self._key(st, "config", _canonical(instr), self._scope_vars(st), st.cmd_set)
-        if not self._adopt(st, key):
-            self._commit(st, created_by, key, None, config=cfg, author=author)
+            return cfg, f"MAINTAINER {author}", author
+        apply_instruction(cfg, instr, expand_env=st.vars, where=f"{instr.location()}: ")
+        if entrypoint_drops_cmd:
+            # as BuildKit: ENTRYPOINT drops an inherited CMD, not one set in this stage
+            cfg["Cmd"] = _deepcopy(st.config.get("Cmd"))
+        if cmd == "cmd":
+            created_by = "CMD " + go_quote_list(cfg.get("Cmd") or [])
+        elif cmd == "entrypoint":
+            created_by = "ENTRYPOINT " + go_quote_list(cfg.get("Entrypoint") or [])
+        elif cmd == "label":
+            pairs = [(self._x(st, k, instr), self._x(st, v, instr)) for k, v in key_value_pairs(instr)]
+            created_by = "LABEL " + " ".join(f"{k}={v}" for k, v in pairs)
+        elif cmd == "expose":
+            ports = sorted(self._expose_words(st, instr))
+            created_by = "EXPOSE map[" + " ".join(f"{p}:{{}}" for p in ports) + "]"
+        elif cmd == "volume":
+            vols = [self._x(st, v, instr) for v in instr.args]
+            created_by = "VOLUME [" + " ".join(vols) + "]"
+        elif cmd == "user":
+            created_by = f"USER {cfg.get('User', '')}"
+        elif cmd == "stopsignal":
+            created_by = f"STOPSIGNAL {cfg.get('StopSignal', '')}"
+        elif cmd == "shell":
+            created_by = "SHELL [" + " ".join(cfg.get("Shell") or []) + "]"
+        elif cmd == "healthcheck":
+            created_by = _healthcheck_history(cfg.get("Healthcheck") or {})
+        elif cmd == "onbuild":
+            created_by = f"ONBUILD {instr.args[0]}"
+        else:  # pragma: no cover - every instruction is handled above
+            raise instr.error(f"unsupported instruction {cmd.upper()}")
+        return cfg, created_by, author
 
     def _expose_words(self, st: _StageState, instr: Instruction) -> set[str]:
         out = set()

@@ -5,16 +5,39 @@ from __future__ import annotations
 import os
 import sys
 
-from dockyard.cli.common import Parser, engine
 from dockyard.errors import BuildError, InvalidArgument
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     from dockyard.build.context import BuildContext
+    from dockyard.cli.common import Parser
     from dockyard.engine import Engine
 
+#: The flags, as ``(flags, dest, kind, default)``: kind "append" and "value" take a value, "true" none.
+_FLAGS: tuple[tuple[tuple[str, ...], str, str, object], ...] = (
+    (("-t", "--tag"), "tag", "append", None),
+    (("-f", "--file"), "file", "value", None),
+    (("--build-arg",), "build_arg", "append", None),
+    (("--target",), "target", "value", None),
+    (("--no-cache",), "no_cache", "true", False),
+    (("--pull",), "pull", "true", False),
+    (("--label",), "label", "append", None),
+    (("--platform",), "platform", "value", None),
+    (("-q", "--quiet"), "quiet", "true", False),
+    (("--iidfile",), "iidfile", "value", None),
+    (("--network",), "network", "value", "default"),
+    (("--progress",), "progress", "value", "auto"),
+    (("--secret",), "secret", "append", None),
+    (("--rm",), "rm", "true", True),
+    (("--force-rm",), "force_rm", "true", False),
+    (("--cache-from",), "cache_from", "append", None),
+)
+_PROGRESS_CHOICES = ("auto", "plain", "tty", "quiet", "rawjson")
 
-def build(name: str, argv: list[str]) -> int:
+
+def _parser(name: str) -> Parser:
+    from dockyard.cli.common import Parser
+
     p = Parser(name, "[OPTIONS] PATH | URL | -", "Build an image from a Dockerfile")
     p.add_argument("context", metavar="PATH | URL | -")
     p.add_argument("-t", "--tag", action="append", default=[], help='Name and optionally a tag ("name:tag")')
@@ -29,14 +52,93 @@ def build(name: str, argv: list[str]) -> int:
     p.add_argument("--iidfile", help="Write the image ID to the file")
     p.add_argument("--network", default="default",
                    help='Set the networking mode for the RUN instructions during build (default "default": host)')
-    p.add_argument("--progress", default="auto", choices=("auto", "plain", "tty", "quiet", "rawjson"),
+    p.add_argument("--progress", default="auto", choices=_PROGRESS_CHOICES,
                    help="Set type of progress output (auto, plain, tty, quiet)")
     p.add_argument("--secret", action="append", default=[],
                    help='Secret to expose to the build (format: "id=mysecret[,src=/local/secret]")')
     p.add_argument("--rm", action="store_true", default=True, help="Remove intermediate containers (always)")
     p.add_argument("--force-rm", action="store_true", help="Always remove intermediate containers")
     p.add_argument("--cache-from", action="append", default=[], help="Accepted for compatibility; ignored")
-    a = p.parse_args(argv)
+    return p
+
+
+class _Args:
+    """What ``_parser(name).parse_args(argv)`` returns, as attributes."""
+
+    context: str
+    tag: list[str]
+    file: str | None
+    build_arg: list[str]
+    target: str | None
+    no_cache: bool
+    pull: bool
+    label: list[str]
+    platform: str | None
+    quiet: bool
+    iidfile: str | None
+    network: str
+    progress: str
+    secret: list[str]
+    rm: bool
+    force_rm: bool
+    cache_from: list[str]
+
+
+def quick_parse(argv: list[str]) -> _Args | None:
+    """``argv`` read as the argparse parser (:func:`_parser`) reads it, for the plain forms only:
+    ``--flag value``, ``--flag=value``, ``-t value``, lone short switches and one PATH. None for
+    anything else (``--help``, an unknown or combined flag, ``--``, a value starting with ``-``
+    other than ``-`` itself, a bad ``--progress``, no PATH or two), which the parser then deals
+    with, errors and all.
+
+    The argparse module, its gettext and building the parser cost ~3.5 ms of every build, a third
+    of a fully cached one.
+    """
+    by_flag = {f: (dest, kind) for flags, dest, kind, _ in _FLAGS for f in flags}
+    a = _Args()
+    for _, dest, kind, default in _FLAGS:
+        setattr(a, dest, [] if kind == "append" else default)
+    context: str | None = None
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if not arg.startswith("-") or arg == "-":
+            if context is not None:
+                return None
+            context = arg
+            continue
+        flag, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        spec = by_flag.get(flag)
+        if spec is None:
+            return None
+        dest, kind = spec
+        if kind == "true":
+            if eq:
+                return None
+            setattr(a, dest, True)
+            continue
+        if not eq:
+            if i >= len(argv) or (argv[i].startswith("-") and argv[i] != "-"):
+                return None
+            value = argv[i]
+            i += 1
+        if kind == "append":
+            getattr(a, dest).append(value)
+        else:
+            setattr(a, dest, value)
+    if context is None or a.progress not in _PROGRESS_CHOICES:
+        return None
+    a.context = context
+    return a
+
+
+def build(name: str, argv: list[str]) -> int:
+    common = sys.modules.get("dockyard.cli.common")
+    a = None if common is not None and common.INTROSPECT else quick_parse(argv)
+    if a is None:
+        a = _parser(name).parse_args(argv)  # type: ignore[assignment]
+        assert a is not None
 
     from dockyard.build.builder import BuildOptions, parse_build_args
     from dockyard.build.builder import build as run_build
@@ -64,7 +166,9 @@ def build(name: str, argv: list[str]) -> int:
     if a.context == "-" and a.file == "-":
         raise InvalidArgument("invalid argument: can't use stdin for both build context and dockerfile")
 
-    with engine() as eng:
+    from dockyard.engine import Engine
+
+    with Engine() as eng:
         context, dockerfile_text, dockerfile_name, dockerfile_path = _load(eng, a.context, a.file)
         try:
             from dockyard.build.context import load_ignore_patterns

@@ -18,7 +18,7 @@ from dockyard.records import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
-    from typing import BinaryIO
+    from typing import Any, BinaryIO
 
 
 class BlobInfo(Record):
@@ -30,6 +30,12 @@ class BlobInfo(Record):
         self.__dict__.update(digest=digest, size=size)
 
 
+#: Blobs up to this size are hashed with CPython's own SHA-256 (:func:`dockyard.digest.sha256_small`)
+#: once complete: loading OpenSSL for ``hashlib`` costs ~3 ms, more than hashing a config, a manifest
+#: or a small layer takes. A larger blob switches to ``hashlib`` (faster on bulk data) when it gets here.
+SMALL_BLOB = 1 << 20
+
+
 class BlobWriter:
     """Accumulates a blob in ``ingest/``; ``commit`` verifies and publishes it atomically."""
 
@@ -37,24 +43,46 @@ class BlobWriter:
         self._store = store
         self.path = store.ingest_dir / f"{os.getpid()}-{random_hex(8)}"
         self._f: BinaryIO | None = open(self.path, "xb")  # noqa: SIM115 - closed in commit/abort
-        import hashlib  # lazily: most commands never write a blob
-
-        self._h = hashlib.sha256()
+        self._h: Any = None  # a hashlib object once the blob outgrew SMALL_BLOB
+        self._small: list[bytes] = []  # until then, what was written
+        self._digest: str | None = None
         self.size = 0
 
     def write(self, data: bytes | memoryview) -> int:
         assert self._f is not None
         self._f.write(data)
-        self._h.update(data)
         self.size += len(data)
+        if self._h is not None:
+            self._h.update(data)
+        else:
+            self._small.append(bytes(data))
+            self._digest = None
+            if self.size > SMALL_BLOB:
+                import hashlib
+
+                self._h = hashlib.sha256()
+                for part in self._small:
+                    self._h.update(part)
+                self._small = []
         return len(data)
 
     @property
     def digest(self) -> str:
-        return "sha256:" + self._h.hexdigest()
+        if self._h is not None:
+            return "sha256:" + self._h.hexdigest()
+        if self._digest is None:
+            from dockyard.digest import sha256_small
+
+            data = b"".join(self._small)
+            self._small = [data]
+            self._digest = "sha256:" + sha256_small(data)
+        return self._digest
 
     def commit(self, expected_digest: str | None = None, expected_size: int | None = None,
                *, what: str = "blob") -> BlobInfo:
+        """Verify the blob, then publish it: its bytes reach the disk (``fsync``) before the rename
+        that makes it visible, so a crash leaves either no blob or the whole of it. A blob already
+        in the store (same digest: same bytes) is left as it is and the copy dropped, unsynced."""
         assert self._f is not None
         digest = self.digest
         try:
@@ -62,14 +90,16 @@ class BlobWriter:
                 raise CorruptData(f"{what}: size mismatch: expected {expected_size} bytes, got {self.size}")
             if expected_digest is not None and expected_digest != digest:
                 raise CorruptData(f"{what}: digest mismatch: expected {expected_digest}, got {digest}")
-            self._f.flush()
-            os.fsync(self._f.fileno())
-            self._f.close()
-            self._f = None
             target = self._store.path(digest)
             if target.exists():
+                self._f.close()
+                self._f = None
                 self.path.unlink()
             else:
+                self._f.flush()
+                os.fsync(self._f.fileno())
+                self._f.close()
+                self._f = None
                 os.chmod(self.path, 0o444)
                 os.rename(self.path, target)
         except BaseException:
