@@ -26,12 +26,14 @@ import os
 import re
 import stat
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from dockyard.errors import InvalidArgument, RuntimeFailure
+from dockyard.records import MutableRecord
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    from typing import Any
+
     from dockyard.runtime.runopts import DeviceRequest
     from dockyard.runtime.spec import HostDevice
 
@@ -42,15 +44,24 @@ NVIDIA_GPU_KIND = "nvidia.com/gpu"
 RO_BIND = ["ro", "nosuid", "nodev", "bind"]
 
 
-@dataclass
-class SpecEdits:
+class SpecEdits(MutableRecord):
     """What a feature adds to an OCI spec (a CDI ``containerEdits``, resolved against the host)."""
 
-    env: list[str] = field(default_factory=list)
-    devices: list[HostDevice] = field(default_factory=list)
-    mounts: list[dict[str, Any]] = field(default_factory=list)
-    hooks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    additional_gids: list[int] = field(default_factory=list)
+    env: list[str]
+    devices: list[HostDevice]
+    mounts: list[dict[str, Any]]
+    hooks: dict[str, list[dict[str, Any]]]
+    additional_gids: list[int]
+    _fields = ("env", "devices", "mounts", "hooks", "additional_gids")
+
+    def __init__(self, env: list[str] | None = None, devices: list[HostDevice] | None = None,
+                 mounts: list[dict[str, Any]] | None = None, hooks: dict[str, list[dict[str, Any]]] | None = None,
+                 additional_gids: list[int] | None = None) -> None:
+        self.env = [] if env is None else env
+        self.devices = [] if devices is None else devices
+        self.mounts = [] if mounts is None else mounts
+        self.hooks = {} if hooks is None else hooks
+        self.additional_gids = [] if additional_gids is None else additional_gids
 
     def extend(self, other: SpecEdits) -> SpecEdits:
         self.env.extend(other.env)
@@ -146,8 +157,7 @@ def is_cdi_name(value: str) -> bool:
 
 
 # ---- CDI ----------------------------------------------------------------------------------------
-@dataclass
-class CdiSpec:
+class CdiSpec(MutableRecord):
     """One CDI spec file: its kind, top-level edits and named devices' edits (raw JSON objects)."""
 
     path: str
@@ -155,6 +165,11 @@ class CdiSpec:
     version: str
     edits: dict[str, Any]
     devices: dict[str, dict[str, Any]]
+    _fields = ("path", "kind", "version", "edits", "devices")
+
+    def __init__(self, path: str, kind: str, version: str, edits: dict[str, Any],
+                 devices: dict[str, dict[str, Any]]) -> None:
+        self.path, self.kind, self.version, self.edits, self.devices = path, kind, version, edits, devices
 
 
 def _load_yaml(text: str, path: str) -> Any:
