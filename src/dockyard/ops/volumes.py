@@ -21,18 +21,19 @@ import contextlib
 import json
 import os
 import re
-import secrets
-import shutil
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
+from dockyard.digest import random_hex
 from dockyard.errors import Conflict, InvalidArgument, NotFound
+from dockyard.records import MutableRecord
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    from typing import Any
+
     from dockyard.engine import Engine
     from dockyard.runtime.runopts import Mount, RunOptions
 
@@ -99,7 +100,7 @@ def create(eng: Engine, name: str | None = None, labels: Mapping[str, str] | Non
     driver = driver or "local"
     anonymous = name is None or name == ""
     if anonymous:
-        name = secrets.token_hex(32)
+        name = random_hex(32)
     assert name is not None
     _check_name(name)
     if driver != "local":
@@ -220,6 +221,8 @@ def _delete(eng: Engine, name: str) -> None:
     _unmount_all(vdir / "_data")
     with eng.db.transaction() as c:
         c.execute("DELETE FROM volumes WHERE name=?", (name,))
+    import shutil
+
     shutil.rmtree(vdir, ignore_errors=True)
 
 
@@ -488,6 +491,8 @@ def image_rootfs(lowers: Sequence[Path], scratch: Path) -> Iterator[ImageLookup]
         if "mounted" in state:
             _unmount_all(mnt)
         if mnt.exists():
+            import shutil
+
             shutil.rmtree(mnt, ignore_errors=True)
 
 
@@ -545,6 +550,8 @@ def copy_tree(src: Path, dst: Path) -> None:
                 _copy_meta(st, dp, is_link=True)
                 continue
             if stat.S_ISREG(mode):
+                import shutil
+
                 shutil.copyfile(sp, dp, follow_symlinks=False)
             elif stat.S_ISCHR(mode) and st.st_rdev == 0:
                 links.pop((st.st_dev, st.st_ino), None)
@@ -693,12 +700,16 @@ def teardown_shm(path: Path) -> None:
     _unmount_all(path)
 
 
-@dataclass
-class IpcSetup:
+class IpcSetup(MutableRecord):
     """What ``build_spec`` needs for ``--ipc``: ``shm_path`` and ``namespace_paths``."""
 
-    shm_path: str | None = None
-    namespace_paths: dict[str, str] = field(default_factory=dict)
+    shm_path: str | None
+    namespace_paths: dict[str, str]
+    _fields = ("shm_path", "namespace_paths")
+
+    def __init__(self, shm_path: str | None = None, namespace_paths: dict[str, str] | None = None) -> None:
+        self.shm_path = shm_path
+        self.namespace_paths = {} if namespace_paths is None else namespace_paths
 
 
 def prepare_ipc(eng: Engine, opts: RunOptions, cid: str) -> IpcSetup:
