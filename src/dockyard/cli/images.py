@@ -6,11 +6,14 @@ import fnmatch
 import json
 import sys
 import time
-from typing import Any
 
 from dockyard.cli.common import Parser, engine, parse_filters, print_json, report
 from dockyard.cli.format import ago, human_size, parse_rfc3339, short_id, table
 from dockyard.errors import DockyardError, InvalidArgument, NotFound
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def images(name: str, argv: list[str]) -> int:

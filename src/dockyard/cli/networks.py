@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 from dockyard.cli.common import Parser, engine, parse_filters, print_json, report
 from dockyard.cli.format import short_id, table
 from dockyard.errors import DockyardError, InvalidArgument
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _kv(values: list[str], what: str) -> dict[str, str]:

@@ -16,11 +16,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from dockyard import __version__
 from dockyard.cli.common import Parser, engine
 from dockyard.cli.format import bytes_size, human_size
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 API_VERSION = "1.43"
 MIN_API_VERSION = "1.12"

@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from typing import Any
 
 from dockyard.errors import InvalidArgument
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 _ACTION = re.compile(r"{{-?\s*(.*?)\s*-?}}", re.S)
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 from dockyard.cli.common import Parser, engine, parse_filters, print_json, report
 from dockyard.errors import DockyardError, InvalidArgument
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _key_values(values: list[str], what: str) -> dict[str, str]:

@@ -10,11 +10,13 @@ import copy
 import json
 import os
 import socket
-from typing import TYPE_CHECKING, Any
 
 from dockyard.errors import Conflict, InvalidArgument
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    from typing import Any
+
     from dockyard.engine import Engine
 
 

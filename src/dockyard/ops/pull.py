@@ -17,7 +17,6 @@ import shutil
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from dockyard.digest import CHUNK, HashingReader, sha256_bytes
 from dockyard.errors import (
@@ -44,7 +43,10 @@ from dockyard.image.oci import (
 from dockyard.registry.config import RegistryConfig
 from dockyard.registry.progress import Progress
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    from typing import Any, BinaryIO, TextIO
+
     from dockyard.engine import Engine, NewLayer
     from dockyard.image.reference import Reference
     from dockyard.registry.client import RegistryClient
