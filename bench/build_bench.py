@@ -16,17 +16,17 @@ builder when the docker CLI has no buildx. Podman is measured if installed. All 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
+
+from dockerd import private_dockerd
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = str(Path(sys.executable).with_name("dockyard"))
@@ -80,42 +80,6 @@ def measure(name: str, build: Callable[[list[str]], None], ctx: Path, n: int) ->
     out["last changed"] = median_time(last, n)
     print(f"  {name}: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in out.items()), flush=True)
     return out
-
-
-@contextlib.contextmanager
-def private_dockerd(d: Path) -> Iterator[str | None]:
-    """A dockerd of our own (socket path), or None if it cannot be started."""
-    if not shutil.which("dockerd") or not shutil.which("docker"):
-        yield None
-        return
-    sock = d / "docker.sock"
-    log = open(d / "dockerd.log", "wb")  # noqa: SIM115 - open for the daemon's whole life
-    proc = subprocess.Popen(
-        ["dockerd", "--data-root", str(d / "docker-data"), "--exec-root", str(d / "docker-exec"),
-         "--pidfile", str(d / "docker.pid"), "--bridge=none", "--iptables=false", "--ip-masq=false",
-         "-H", f"unix://{sock}"],
-        stdout=log, stderr=log, start_new_session=True)
-    try:
-        host = f"unix://{sock}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                break
-            if subprocess.run(["docker", "-H", host, "info"], capture_output=True).returncode == 0:
-                yield host
-                return
-            time.sleep(0.5)
-        print(f"  (dockerd did not start; see {d / 'dockerd.log'})")
-        yield None
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        log.close()
 
 
 def docker_clients() -> list[str]:
