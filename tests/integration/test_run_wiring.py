@@ -49,9 +49,14 @@ def test_default_bridge_none_and_host_networks(cli: CLI, busybox_image: str) -> 
     assert " inet " in out and out.splitlines()[-1].startswith("default via ")
     out = cli("run", "--rm", "--network", "none", "busybox", "ip", "-o", "link").stdout
     assert [line.split(":")[1].strip() for line in out.splitlines()] == ["lo"]
+    assert "UP" in out.split("<", 1)[1].split(">", 1)[0].split(",")  # lo is up, as in Docker
     host_links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     out = cli("run", "--rm", "--network", "host", "busybox", "ip", "-o", "link").stdout
     assert len(out.splitlines()) == len(host_links.splitlines())
+    # Docker: with the host's network a container takes the host's name too (unless -h says otherwise)
+    out = cli("run", "--rm", "--network", "host", "busybox", "sh", "-c", "hostname; cat /etc/hostname").stdout
+    assert out.split() == [os.uname().nodename] * 2
+    assert cli("run", "--rm", "--network", "host", "-h", "given", "busybox", "hostname").stdout.strip() == "given"
 
 
 def test_published_port_is_reachable_and_gone_after_rm(cli: CLI, busybox_image: str) -> None:

@@ -230,7 +230,8 @@ def _write_bundle(eng: Engine, cid: str, cdir: Path, image_config: dict[str, Any
     from dockyard.store import snapshots
 
     snap = snapshots.Snapshot(cdir / "fs", [], snapshots.default_driver())
-    hostname = getattr(opts, "hostname", None) or cid[:12]
+    host_hostname = os.uname().nodename
+    hostname = specmod.container_hostname(opts, cid, host_hostname)  # the host's own with --network host
     (cdir / "hostname").write_text(hostname + "\n")
     settings = None
     if getattr(opts, "network", "") in ("none", "host"):
@@ -261,7 +262,7 @@ def _write_bundle(eng: Engine, cid: str, cdir: Path, image_config: dict[str, Any
         image_config, opts, container_id=cid, rootfs=str(snap.rootfs),
         hostname_path=str(cdir / "hostname"), hosts_path=str(cdir / "hosts"),
         resolv_conf_path=str(cdir / "resolv.conf"), passwd_text=passwd, group_text=group,
-        cgroups_path=f"/dockyard/{cid}", volume_paths=vp,
+        cgroups_path=f"/dockyard/{cid}", volume_paths=vp, host_hostname=host_hostname,
         devices=[d for m in opts.devices for d in specmod.resolve_device(m)],
         host_devices=specmod.list_host_devices() if opts.privileged else (),
         **extra,
