@@ -419,16 +419,7 @@ def _optional_module(name: str) -> Any:
 
 def prune_build_cache(eng: Any, everything: bool) -> list[str]:
     """Delete build cache rows: all (``-a``), else those older than 48 hours or naming a gone image."""
-    cutoff = time.time() - BUILD_CACHE_KEEP_SECONDS
-    with eng.db.transaction() as c:
-        if everything:
-            rows = c.execute("SELECT key FROM build_cache").fetchall()
-        else:
-            rows = c.execute("SELECT key FROM build_cache WHERE created < ? OR image_id NOT IN "
-                             "(SELECT id FROM images)", (cutoff,)).fetchall()
-        keys = [r[0] for r in rows]
-        c.executemany("DELETE FROM build_cache WHERE key=?", [(k,) for k in keys])
-    return keys
+    return list(eng.db.prune_build_cache(None if everything else time.time() - BUILD_CACHE_KEEP_SECONDS))
 
 
 def _tree_size(path: Path) -> int:

@@ -421,6 +421,19 @@ class MetadataDB:
         layers = [(r[2], r[3], r[4], r[5]) for r in rows if r[2] is not None]
         return rows[0][0], rows[0][1], layers
 
+    def prune_build_cache(self, older_than: float | None) -> list[str]:
+        """Delete build cache rows: all of them (``older_than`` None), else those created before
+        ``older_than`` (a time) or naming an image that is gone; returns the keys deleted."""
+        with self.transaction() as c:
+            if older_than is None:
+                rows = c.execute("SELECT key FROM build_cache").fetchall()
+            else:
+                rows = c.execute("SELECT key FROM build_cache WHERE created < ? OR image_id NOT IN "
+                                 "(SELECT id FROM images)", (older_than,)).fetchall()
+            keys = [r[0] for r in rows]
+            c.executemany("DELETE FROM build_cache WHERE key=?", [(k,) for k in keys])
+        return keys
+
     def cache_image_ids(self) -> set[str]:
         """Images that only exist as build-cache steps (Docker keeps these out of `images`)."""
         return {r[0] for r in self.conn.execute("SELECT DISTINCT image_id FROM build_cache")}
