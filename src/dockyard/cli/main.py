@@ -150,8 +150,9 @@ def _exit_now(code: int) -> NoReturn:
     directories register one) and no other thread to wait for."""
     import atexit
 
+    pending = getattr(atexit, "_ncallbacks", None)  # CPython's; elsewhere, the ordinary exit
     threading = sys.modules.get("threading")
-    if atexit._ncallbacks() or (threading is not None and threading.active_count() > 1):
+    if pending is None or pending() or (threading is not None and threading.active_count() > 1):
         raise SystemExit(code)
     for stream in (sys.stdout, sys.stderr):
         try:
