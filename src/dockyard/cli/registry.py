@@ -103,7 +103,7 @@ def _verify(domain: str, creds: object) -> None:
     from dockyard.registry.client import RegistryClient
 
     assert isinstance(creds, Credentials)
-    with RegistryClient(domain, credentials=creds) as client:
+    with RegistryClient(domain, credentials=creds, stdlib_http=True) as client:
         client.ping()
         ch = client.auth.challenge
         if ch is None:
@@ -167,7 +167,7 @@ def search(name: str, argv: list[str]) -> int:
         filters[k] = v
     # Docker Hub answers searches at its index, not at the registry API host
     base = "https://index.docker.io" if domain == DOCKER_HUB_DOMAIN else None
-    with RegistryClient(domain, base_url=base) as client:
+    with RegistryClient(domain, base_url=base, stdlib_http=True) as client:
         results = client.search_v1(term, a.limit)
         if results is None:
             try:
