@@ -16,6 +16,7 @@ or link target -- never mtimes, so touching a file does not rebuild.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -23,6 +24,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from dockyard.errors import BuildError
+from dockyard.rootpath import resolve_in_root
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -293,41 +295,12 @@ class SourceTree:
 
         With ``follow=False`` the last component is not followed. The result may not exist.
         """
-        pending = [p for p in _rel(rel).split("/") if p not in ("", ".")]
-        pending.reverse()
-        resolved: list[str] = []
-        links = 0
-        while pending:
-            part = pending.pop()
-            if part in ("", "."):
-                continue
-            if part == "..":
-                if resolved:
-                    resolved.pop()
-                continue
-            candidate = [*resolved, part]
-            host = os.path.join(self.root, *candidate)
-            if not follow and not pending:
-                resolved = candidate
-                break
-            try:
-                st = os.lstat(host)
-            except OSError:
-                resolved = candidate
-                continue
-            if stat.S_ISLNK(st.st_mode):
-                links += 1
-                if links > 255:
-                    raise BuildError(f"too many levels of symbolic links: {rel}")
-                target = os.readlink(host)
-                if target.startswith("/"):
-                    resolved = []
-                more = target.split("/")
-                more.reverse()
-                pending.extend(more)
-            else:
-                resolved = candidate
-        return "/".join(resolved)
+        try:
+            return "/".join(resolve_in_root(self.root, _rel(rel), follow_last=follow))
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise BuildError(f"too many levels of symbolic links: {rel}") from None
+            raise
 
     def host_path(self, rel: str) -> str:
         return os.path.join(self.root, rel) if rel else self.root

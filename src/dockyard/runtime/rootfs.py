@@ -20,6 +20,7 @@ import os
 import stat
 
 from ..errors import RuntimeFailure
+from ..rootpath import resolve_in_root
 from . import linux as L
 
 _FLAGS: dict[str, tuple[bool, int]] = {
@@ -103,36 +104,12 @@ def propagation_flag(value: str | None) -> int:
 
 def secure_join(root: str, unsafe: str) -> str:
     """``root``/``unsafe`` with every symlink resolved as if ``root`` were ``/`` (never escaping it)."""
-    pending = unsafe.split("/")
-    pending.reverse()
-    resolved = ""
-    links = 0
-    while pending:
-        part = pending.pop()
-        if part in ("", "."):
-            continue
-        if part == "..":
-            resolved = resolved.rsplit("/", 1)[0]
-            continue
-        candidate = f"{resolved}/{part}"
-        try:
-            st = os.lstat(root + candidate)
-        except OSError:
-            resolved = candidate
-            continue
-        if stat.S_ISLNK(st.st_mode):
-            links += 1
-            if links > 255:
-                raise RuntimeFailure(f"too many symlinks resolving {unsafe} in {root}")
-            target = os.readlink(root + candidate)
-            if target.startswith("/"):
-                resolved = ""
-            more = target.split("/")
-            more.reverse()
-            pending.extend(more)
-        else:
-            resolved = candidate
-    return root + (resolved or "")
+    try:
+        return root + "".join("/" + p for p in resolve_in_root(root, unsafe))
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise RuntimeFailure(f"too many symlinks resolving {unsafe} in {root}") from None
+        raise
 
 
 def remount(target: str, flags: int) -> None:

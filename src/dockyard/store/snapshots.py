@@ -13,11 +13,13 @@ found by comparing against the layers.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from pathlib import Path
 
 from dockyard.errors import InvalidArgument, RuntimeFailure
 from dockyard.records import Record
+from dockyard.rootpath import resolve_in_root as walk_in_root
 
 MNT_DETACH = 2
 
@@ -159,24 +161,9 @@ def resolve_in_root(root: Path, path: str, *, follow_last: bool = True) -> Path:
 
     Never leaves ``root``: ``..`` stops at it and absolute link targets restart from it.
     """
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    resolved: list[str] = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = root.joinpath(*resolved, part)
-        if candidate.is_symlink() and (parts or follow_last):
-            hops += 1
-            if hops > 40:
-                raise InvalidArgument(f"too many levels of symbolic links: {path}")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                resolved = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        resolved.append(part)
-    return root.joinpath(*resolved)
+    try:
+        return root.joinpath(*walk_in_root(str(root), path, follow_last=follow_last, max_links=40))
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise InvalidArgument(f"too many levels of symbolic links: {path}") from None
+        raise
