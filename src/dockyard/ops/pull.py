@@ -18,7 +18,7 @@ import sys
 import threading
 from pathlib import Path
 
-from dockyard.digest import CHUNK, HashingReader, sha256_bytes
+from dockyard.digest import HashingReader, sha256_bytes
 from dockyard.errors import (
     CorruptData,
     DockyardError,
@@ -42,6 +42,7 @@ from dockyard.image.oci import (
 )
 from dockyard.registry.config import RegistryConfig
 from dockyard.registry.progress import Progress
+from dockyard.store.layerstore import TeeReader
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -60,25 +61,17 @@ class _Cancelled(Exception):
     pass
 
 
-class _Tee:
-    """Reads from ``src`` and writes every byte to ``sink`` (the compressed blob)."""
+class _Tee(TeeReader):
+    """``TeeReader`` (every byte read is written to the compressed blob) that stops once cancelled."""
 
     def __init__(self, src: BinaryIO, sink: BlobWriter, cancel: threading.Event) -> None:
-        self._src = src
-        self._sink = sink
+        super().__init__(src, sink)
         self._cancel = cancel
 
     def read(self, n: int = -1) -> bytes:
         if self._cancel.is_set():
             raise _Cancelled()
-        data = self._src.read(n)
-        if data:
-            self._sink.write(data)
-        return data
-
-    def drain(self) -> None:
-        while self.read(CHUNK):
-            pass
+        return super().read(n)
 
 
 class _Pending:
