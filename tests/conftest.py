@@ -113,3 +113,20 @@ def run_in_pty(argv: list[str], script: list[tuple[bytes, bytes]], *, env: dict[
     _, status = os.waitpid(pid, 0)
     os.close(fd)
     return os.waitstatus_to_exitcode(status), out
+
+
+def remove_cgroup_tree(parent: str) -> None:
+    """Remove ``/sys/fs/cgroup/*/parent`` and its children (what tests' containers left), where empty."""
+    for ctrl in Path("/sys/fs/cgroup").iterdir():
+        p = ctrl / parent
+        if p.is_dir():
+            for child in p.iterdir():
+                if child.is_dir():
+                    try:
+                        child.rmdir()
+                    except OSError:
+                        pass
+            try:
+                p.rmdir()
+            except OSError:
+                pass

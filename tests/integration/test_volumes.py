@@ -29,7 +29,7 @@ from dockyard.errors import Conflict, InvalidArgument
 from dockyard.ops import volumes
 from dockyard.runtime import spec as specmod
 from dockyard.runtime.runopts import Mount, RunOptions, parse_device, parse_mount, parse_volume
-from tests.conftest import CLI, Result
+from tests.conftest import CLI, Result, remove_cgroup_tree
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 
@@ -126,19 +126,7 @@ class Bundles:
         for cid in self.ids:
             subprocess.run([str(RUNTIME_BIN), "--root", str(self.state), "delete", "--force", cid],
                            capture_output=True, timeout=30)
-        for ctrl in Path("/sys/fs/cgroup").iterdir():
-            p = ctrl / self.cgroup_parent
-            if p.is_dir():
-                for child in p.iterdir():
-                    if child.is_dir():
-                        try:
-                            child.rmdir()
-                        except OSError:
-                            pass
-                try:
-                    p.rmdir()
-                except OSError:
-                    pass
+        remove_cgroup_tree(self.cgroup_parent)
 
 
 @pytest.fixture

@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 from rt_helpers import CGROUP_PARENT, base_config
 
+from tests.conftest import remove_cgroup_tree
+
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 
@@ -132,19 +134,7 @@ class Runner:
 
 
 def _cleanup_cgroups() -> None:
-    for d in Path("/sys/fs/cgroup").iterdir():
-        p = d / CGROUP_PARENT
-        if p.is_dir():
-            for child in p.iterdir():
-                if child.is_dir():
-                    try:
-                        child.rmdir()
-                    except OSError:
-                        pass
-            try:
-                p.rmdir()
-            except OSError:
-                pass
+    remove_cgroup_tree(CGROUP_PARENT)
 
 
 @pytest.fixture
