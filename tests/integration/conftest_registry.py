@@ -38,6 +38,7 @@ from tests.registry_peer_fixtures import (  # noqa: F401 - shared with the clien
     sha256,
 )
 from tests.registry_peer_fixtures import env_with_src as _env  # noqa: F401
+from tests.registry_peer_fixtures import start_real_registry as peers_start_real_registry
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -124,35 +125,11 @@ def start_dockyard(root: Path, log: Path, *extra: str, scheme: str = "http",
 
 
 def start_real_registry(tmp: Path) -> Server:
-    """Debian's ``docker-registry`` (distribution 2.8) with filesystem storage and deletes enabled."""
-    exe = shutil.which("docker-registry")
-    if exe is None:
-        pytest.skip("docker-registry is not installed")
-    root = tmp / "data"
-    root.mkdir(parents=True)
-    last = ""
-    for _ in range(5):  # the port is chosen before the registry binds it: retry on a collision
-        port = free_port()
-        config = tmp / "config.yml"
-        config.write_text(
-            "version: 0.1\n"
-            "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
-            f"storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n"
-            f"http:\n  addr: 127.0.0.1:{port}\n"
-        )
-        log = tmp / "registry.log"
-        logf = open(log, "wb")  # noqa: SIM115 - the child owns it
-        proc = subprocess.Popen([exe, "serve", str(config)], stdout=logf, stderr=subprocess.STDOUT)
-        logf.close()
-        host = f"127.0.0.1:{port}"
-        server = Server(proc, host, f"http://{host}", root, log)
-        try:
-            wait_http(f"{server.url}/v2/", proc, log)
-            return server
-        except AssertionError as e:
-            last = str(e)
-            server.stop()
-    raise AssertionError(f"docker-registry did not start: {last}")
+    """Debian's ``docker-registry`` (distribution 2.8) with filesystem storage and deletes enabled: the
+    peers' helper, as this module's ``Server`` (which also carries the URL's scheme)."""
+    peer = peers_start_real_registry(tmp)
+    assert peer.proc is not None and peer.log is not None
+    return Server(peer.proc, peer.host, peer.url, peer.root, peer.log)
 
 
 @pytest.fixture(scope="module")
