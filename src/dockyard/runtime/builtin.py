@@ -969,11 +969,15 @@ class BuiltinRuntime:
             pass
         if len(buf) > 1:
             _raise_payload(buf[1:].decode(errors="replace"))
-        poststart = hooks_of(data, "poststart")
-        if poststart:
-            st = self._to_state(id, data, "running")
+        self._run_hooks_warning(id, data, "poststart", "running")
+
+    def _run_hooks_warning(self, id: str, data: dict[str, object], phase: str, status: str) -> None:
+        """``poststart``/``poststop`` hooks: the runtime spec makes their failure a warning, not an error."""
+        hooks = hooks_of(data, phase)
+        if hooks:
+            st = self._to_state(id, data, status)
             try:
-                run_hooks(poststart, "poststart", json_dumps(st.spec_dict()).encode())
+                run_hooks(hooks, phase, json_dumps(st.spec_dict()).encode())
             except RuntimeFailure as e:
                 warn(str(e))
 
@@ -1077,13 +1081,7 @@ class BuiltinRuntime:
             cg.destroy()
         except RuntimeFailure as e:
             warn(str(e))
-        poststop = hooks_of(data, "poststop")
-        if poststop:
-            st = self._to_state(id, data, "stopped")
-            try:
-                run_hooks(poststop, "poststop", json_dumps(st.spec_dict()).encode())
-            except RuntimeFailure as e:
-                warn(str(e))
+        self._run_hooks_warning(id, data, "poststop", "stopped")
         self.store.remove(id)
 
     # exec -------------------------------------------------------------------------------------------
