@@ -1,4 +1,4 @@
-"""The one walk that resolves a path inside a root (runtime mounts, cp, volumes, build contexts)."""
+"""Paths inside a root: the symlink-safe walk (runtime mounts, cp, volumes, build contexts) and mount points."""
 
 from __future__ import annotations
 
@@ -34,3 +34,11 @@ def test_a_loop_is_eloop_after_the_callers_bound(tmp_path: Path) -> None:
     with pytest.raises(OSError) as e:
         resolve_in_root(str(tmp_path), "a", max_links=40)
     assert e.value.errno == errno.ELOOP
+
+
+def test_mount_points_are_decoded_from_mountinfo_escapes() -> None:
+    from dockyard.store.snapshots import decode_mount_point
+
+    assert decode_mount_point("/plain/path") == "/plain/path"
+    assert decode_mount_point("/a\\040b\\011c\\012d") == "/a b\tc\nd"
+    assert decode_mount_point("/x\\134y") == "/x\\y"

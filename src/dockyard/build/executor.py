@@ -60,21 +60,10 @@ def work_root(eng: Engine) -> Path:
     return p
 
 
-def _decode_mountinfo(path: str) -> str:
-    out = []
-    i = 0
-    while i < len(path):
-        if path[i] == "\\" and i + 3 < len(path) and path[i + 1:i + 4].isdigit():
-            out.append(chr(int(path[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(path[i])
-            i += 1
-    return "".join(out)
-
-
 def mounts_under(path: str | os.PathLike[str]) -> list[str]:
     """Mount points at or below ``path`` in this mount namespace, deepest first."""
+    from dockyard.store.snapshots import decode_mount_point
+
     base = os.path.abspath(os.fspath(path))
     found: list[str] = []
     try:
@@ -82,7 +71,7 @@ def mounts_under(path: str | os.PathLike[str]) -> list[str]:
             for line in f:
                 fields = line.split()
                 if len(fields) > 4:
-                    mp = _decode_mountinfo(fields[4])
+                    mp = decode_mount_point(fields[4])
                     if mp == base or mp.startswith(base + "/"):
                         found.append(mp)
     except OSError:

@@ -274,6 +274,8 @@ def backing_filesystem(path: str) -> str:
 
 
 def _mount_fstype(path: str) -> str:
+    from dockyard.store.snapshots import decode_mount_point
+
     target = os.path.realpath(path)
     best, fstype = -1, ""
     try:
@@ -285,26 +287,11 @@ def _mount_fstype(path: str) -> str:
         pre, sep, post = line.partition(" - ")
         if not sep:
             continue
-        mnt = _unescape(pre.split()[4])
+        mnt = decode_mount_point(pre.split()[4])
         # The longest mount point above the path; of mounts on one point, the later one is on top.
         if (target == mnt or target.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= best:
             best, fstype = len(mnt), post.split()[0]
     return fstype
-
-
-def _unescape(s: str) -> str:
-    """mountinfo writes space, tab, newline and backslash as octal escapes (``\\040``)."""
-    if "\\" not in s:
-        return s
-    out, i = [], 0
-    while i < len(s):
-        if s[i] == "\\" and s[i + 1:i + 4].isdigit():
-            out.append(chr(int(s[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(s[i])
-            i += 1
-    return "".join(out)
 
 
 def _os_release(key: str) -> str:
