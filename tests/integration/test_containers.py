@@ -347,3 +347,16 @@ def test_run_loads_only_what_it_needs(cli: CLI, busybox_image: str) -> None:
     r = subprocess.run([str(py), "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_root_whose_path_has_a_space_leaves_no_mount_behind(tmp_path: Path, busybox_tar: Path) -> None:
+    """mountinfo writes the space as ``\\040``: the unmount must still recognise the container's mount."""
+    cli = CLI(tmp_path / "dockyard root")
+    cli("import", "-c", 'CMD ["sh"]', str(busybox_tar), "busybox:latest")
+    assert cli("run", "--rm", "busybox", "echo", "hi").stdout == "hi\n"
+    cli("run", "--name", "kept", "busybox", "true")
+    cli("rm", "kept")
+    deadline = time.monotonic() + 5
+    while "dockyard\\040root" in Path("/proc/self/mountinfo").read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the monitor unmounts just after the CLI returns
+    assert "dockyard\\040root" not in Path("/proc/self/mountinfo").read_text()

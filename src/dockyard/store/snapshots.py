@@ -151,7 +151,7 @@ def is_mounted(path: Path) -> bool:
     p = str(path)
     try:
         with open("/proc/self/mountinfo") as f:
-            return any(line.split()[4] == p for line in f)
+            return any(decode_mount_point(line.split()[4]) == p for line in f)
     except OSError:
         return False
 
