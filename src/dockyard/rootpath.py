@@ -1,4 +1,5 @@
-"""A path inside a root directory, symlinks resolved as if that root were ``/``: never leaving it.
+"""Paths the kernel and containers see: a path inside a root directory, symlinks resolved as if that
+root were ``/`` (never leaving it), and mount points as ``/proc/self/mountinfo`` escapes them.
 
 One walk serves the runtime (mount destinations in a rootfs), ``cp`` and volumes (paths in a
 container's filesystem) and the builder (paths in a build context). It imports only ``os`` and
@@ -53,3 +54,19 @@ def resolve_in_root(root: str, path: str, *, follow_last: bool = True, max_links
         more.reverse()
         pending.extend(more)
     return resolved
+
+
+def decode_mount_point(field: str) -> str:
+    """A mount point as ``/proc/self/mountinfo`` writes it: space, tab, newline and backslash are octal
+    escapes there (``\\040``)."""
+    if "\\" not in field:
+        return field
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and i + 3 < len(field) and field[i + 1:i + 4].isdigit():
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)

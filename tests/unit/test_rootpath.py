@@ -37,7 +37,7 @@ def test_a_loop_is_eloop_after_the_callers_bound(tmp_path: Path) -> None:
 
 
 def test_mount_points_are_decoded_from_mountinfo_escapes() -> None:
-    from dockyard.store.snapshots import decode_mount_point
+    from dockyard.rootpath import decode_mount_point
 
     assert decode_mount_point("/plain/path") == "/plain/path"
     assert decode_mount_point("/a\\040b\\011c\\012d") == "/a b\tc\nd"

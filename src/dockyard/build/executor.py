@@ -62,7 +62,7 @@ def work_root(eng: Engine) -> Path:
 
 def mounts_under(path: str | os.PathLike[str]) -> list[str]:
     """Mount points at or below ``path`` in this mount namespace, deepest first."""
-    from dockyard.store.snapshots import decode_mount_point
+    from dockyard.rootpath import decode_mount_point
 
     base = os.path.abspath(os.fspath(path))
     found: list[str] = []

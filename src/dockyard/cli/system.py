@@ -274,7 +274,7 @@ def backing_filesystem(path: str) -> str:
 
 
 def _mount_fstype(path: str) -> str:
-    from dockyard.store.snapshots import decode_mount_point
+    from dockyard.rootpath import decode_mount_point
 
     target = os.path.realpath(path)
     best, fstype = -1, ""

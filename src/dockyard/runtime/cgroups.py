@@ -40,6 +40,7 @@ import os
 import time
 
 from ..errors import RuntimeFailure
+from ..rootpath import decode_mount_point
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
@@ -224,7 +225,7 @@ def _mountinfo_cgroups() -> list[tuple[str, str, list[str], str]]:
             if fstype not in ("cgroup", "cgroup2"):
                 continue
             fields = pre.split()
-            root, mnt = fields[3], fields[4].replace("\\040", " ")
+            root, mnt = fields[3], decode_mount_point(fields[4])
             ctrls = [o for o in sopts.split(",") if o not in ("rw", "ro") and "=" not in o or o.startswith("name=")]
             out.append((mnt, fstype, ctrls, root))
     return out

@@ -20,7 +20,7 @@ import os
 import stat
 
 from ..errors import RuntimeFailure
-from ..rootpath import resolve_in_root
+from ..rootpath import decode_mount_point, resolve_in_root
 from . import linux as L
 
 _FLAGS: dict[str, tuple[bool, int]] = {
@@ -186,7 +186,7 @@ class RootfsSetup:
         best = "/"
         with open("/proc/self/mountinfo") as f:
             for line in f:
-                mnt = line.split()[4]
+                mnt = decode_mount_point(line.split()[4])
                 if (parent == mnt or parent.startswith(mnt.rstrip("/") + "/")) and len(mnt) > len(best):
                     best = mnt
         L.mount(None, best, None, L.MS_PRIVATE)

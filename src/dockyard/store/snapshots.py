@@ -19,6 +19,7 @@ from pathlib import Path
 
 from dockyard.errors import InvalidArgument, RuntimeFailure
 from dockyard.records import Record
+from dockyard.rootpath import decode_mount_point
 from dockyard.rootpath import resolve_in_root as walk_in_root
 
 MNT_DETACH = 2
@@ -129,22 +130,6 @@ def mount(snap: Snapshot) -> Path:
         except OSError as e:
             raise RuntimeFailure(f"mounting the container's filesystem failed: {e.strerror}")
     return snap.rootfs
-
-
-def decode_mount_point(field: str) -> str:
-    """A mount point as ``/proc/self/mountinfo`` writes it: space, tab, newline and backslash are octal
-    escapes there (``\\040``)."""
-    if "\\" not in field:
-        return field
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and i + 3 < len(field) and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
 
 
 def is_mounted(path: Path) -> bool:
