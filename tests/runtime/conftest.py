@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rt_helpers import CGROUP_PARENT, base_config
+from rt_helpers import CGROUP_PARENT, base_config, delete_all
 
 from tests.conftest import remove_cgroup_tree
 
@@ -164,9 +164,5 @@ def rt(tmp_path: Path) -> Iterator[Any]:
 
     runtime = BuiltinRuntime(tmp_path / "api-root")
     yield runtime
-    for st in runtime.list():
-        try:
-            runtime.delete(st.id, force=True)
-        except Exception:
-            pass
+    delete_all(runtime)
     _cleanup_cgroups()

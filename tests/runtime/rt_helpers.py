@@ -23,3 +23,12 @@ def base_config(args: list[str]) -> dict[str, Any]:
 
 def new_id() -> str:
     return f"t-{uuid.uuid4().hex[:10]}"
+
+
+def delete_all(runtime: Any) -> None:
+    """Force-delete whatever a runtime (builtin or external, Python interface) still lists."""
+    for st in runtime.list():
+        try:
+            runtime.delete(st.id, force=True)
+        except Exception:
+            pass

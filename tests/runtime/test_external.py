@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from rt_helpers import new_id
+from rt_helpers import delete_all, new_id
 
 from dockyard.errors import CommandNotFound, Conflict, ContainerNotFound
 from dockyard.runtime.external import ExternalRuntime
@@ -22,11 +22,7 @@ def ext(tmp_path: Path):  # type: ignore[no-untyped-def]
         pytest.skip("needs runc")
     runtime = ExternalRuntime("runc", root=tmp_path / "ext-root")
     yield runtime
-    for st in runtime.list():
-        try:
-            runtime.delete(st.id, force=True)
-        except Exception:
-            pass
+    delete_all(runtime)
 
 
 def test_external_lifecycle(ext, make_bundle) -> None:  # type: ignore[no-untyped-def]
