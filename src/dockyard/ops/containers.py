@@ -146,10 +146,11 @@ def create(eng: Engine, image: str, opts: RunOptions, *, name: str | None = None
                 opts.mounts = vols.resolve_volumes_from(eng, opts.volumes_from, opts.mounts)
             with vols.image_rootfs([x.path for x in chain], cdir) as lookup:
                 vp = vols.prepare_for_container(eng, lookup, opts, cfg.config)
-        spec_inputs = _write_bundle(eng, cid, cdir, cfg.config, opts, image_id, vp)
+        opts_json = _opts_to_json(opts)
+        spec_inputs = _write_bundle(eng, cid, cdir, cfg.config, opts, opts_json, image_id, vp)
         config = {
             "chain": [x.chain_id for x in chain],
-            "opts": _opts_to_json(opts),
+            "opts": opts_json,
             "image_config": cfg.config,
             "runtime": getattr(opts, "runtime", None) or os.environ.get("DOCKYARD_RUNTIME", "builtin"),
             "tty": bool(getattr(opts, "tty", False)),
@@ -225,7 +226,7 @@ def _write_default_etc_files(cdir: Path, opts: RunOptions, hostname: str) -> Non
 
 
 def _write_bundle(eng: Engine, cid: str, cdir: Path, image_config: dict[str, Any], opts: RunOptions,
-                  image_id: str, vp: Any = None) -> dict[str, Any]:
+                  opts_json: dict[str, Any], image_id: str, vp: Any = None) -> dict[str, Any]:
     from dockyard.runtime import spec as specmod
     from dockyard.store import snapshots
 
@@ -239,7 +240,7 @@ def _write_bundle(eng: Engine, cid: str, cdir: Path, image_config: dict[str, Any
         # changes at start, so the monitor has no network step to take (the runtime brings up ``lo``).
         from dockyard.ops import networks
 
-        row = {"id": cid, "config": {"opts": _opts_to_json(opts), "hostname": hostname}}
+        row = {"id": cid, "config": {"opts": opts_json, "hostname": hostname}}
         networks.write_etc_files(eng, row)
         settings = networks.network_settings(eng, row)
     else:
