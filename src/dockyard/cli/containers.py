@@ -195,10 +195,9 @@ def run(name: str, argv: list[str]) -> int:
     with engine() as eng:
         try:
             cid = _create(eng, a)
-            c = ops.resolve(eng, cid)
             if a.detach:
                 try:
-                    ops.start(eng, c)
+                    ops.start(eng, cid)
                 except DockyardError:
                     if a.rm:
                         ops.remove(eng, ops.resolve(eng, cid), force=True)
@@ -206,7 +205,7 @@ def run(name: str, argv: list[str]) -> int:
                 print(cid)
                 return 0
             try:
-                sock_path = ops.start(eng, c, wait_attach=True)
+                sock_path = ops.start(eng, cid, wait_attach=True)
             except DockyardError:
                 if a.rm:
                     ops.remove(eng, ops.resolve(eng, cid), force=True)
@@ -262,10 +261,10 @@ def start(name: str, argv: list[str]) -> int:
             try:
                 c = ops.resolve(eng, n)
                 if a.attach or a.interactive:
-                    sock_path = ops.start(eng, c, wait_attach=True)
+                    sock_path = ops.start(eng, c["id"], wait_attach=True)
                     return _attach_and_wait(sock_path, tty=c["config"].get("tty", False),
                                             stdin=a.interactive and c["config"].get("open_stdin", False))
-                ops.start(eng, c)
+                ops.start(eng, c["id"])
                 print(n)
             except DockyardError as e:
                 report(e)
@@ -437,7 +436,7 @@ def restart(name: str, argv: list[str]) -> int:
 
     def act(eng: Any, c: dict[str, Any], a: Any) -> None:
         ops.stop(eng, c, a.time)
-        ops.start(eng, ops.resolve(eng, c["id"]))
+        ops.start(eng, c["id"])
 
     def extra(p: Parser) -> None:
         p.add_argument("-t", "--time", type=int, default=None, help="Seconds to wait before killing")

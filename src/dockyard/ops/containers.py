@@ -314,13 +314,15 @@ def _read_container_file(eng: Engine, image_id: str, rel: str) -> str | None:
 
 
 # ---- start ----------------------------------------------------------------------------------
-def start(eng: Engine, c: dict[str, Any], *, wait_attach: bool = False) -> Path:
+def start(eng: Engine, cid: str, *, wait_attach: bool = False) -> Path:
     """Mount the container's filesystem and fork its monitor; returns the attach socket path.
+
+    Takes the full ID: the row is read under the container's lock, so a caller's copy would be stale.
 
     Raises the runtime's error (e.g. CommandNotFound, 127) if the container cannot be created.
     """
-    with container_lock(container_dir(eng, c["id"])) as lock_fd:
-        return _start_locked(eng, resolve(eng, c["id"]), wait_attach=wait_attach, lock_fd=lock_fd)
+    with container_lock(container_dir(eng, cid)) as lock_fd:
+        return _start_locked(eng, resolve(eng, cid), wait_attach=wait_attach, lock_fd=lock_fd)
 
 
 @contextlib.contextmanager
