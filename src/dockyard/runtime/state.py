@@ -15,127 +15,17 @@ The status is *derived*, never stored, because the truth lives in the kernel:
 
 from __future__ import annotations
 
-import _json
 import os
 import time
 
 from ..errors import Conflict, ContainerNotFound, InvalidArgument
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
+from ..jsonc import dumps as json_dumps  # JSON without ``import json``: see dockyard.jsonc
+from ..jsonc import loads as json_loads
 
 OCI_VERSION = "1.1.0"
 STATE_FILE = "state.json"
 FIFO_FILE = "exec.fifo"
 CONFIG_FILE = "config.json"
-
-
-# --- JSON without ``import json`` ---------------------------------------------------------------------
-# ``json`` imports ``re`` (and with it enum, functools, collections) and compiles half a dozen regexes:
-# ~8 ms on a small VM, most of what a ``dockyard-runtime state`` call would otherwise cost.  The work is
-# done by the same C accelerator ``json`` itself uses (``_json``); anything out of the ordinary -- an
-# error, a BOM, UTF-16, a type the C encoder refuses -- is handed to ``json`` so results and error
-# messages stay exactly ``json``'s.
-_CONSTANTS = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}
-
-
-class _ScanContext:
-    """The attributes ``_json.make_scanner`` reads (``json.JSONDecoder``'s defaults)."""
-
-    strict = True
-    object_hook = None
-    object_pairs_hook = None
-    parse_float = float
-    parse_int = int
-    parse_constant = _CONSTANTS.__getitem__
-
-
-_scan = _json.make_scanner(_ScanContext())  # type: ignore[arg-type]
-_encode_str = _json.encode_basestring_ascii
-_WS = " \t\n\r"
-
-
-def json_loads(raw: bytes | str) -> Any:
-    """``json.loads(raw)``."""
-    try:
-        if isinstance(raw, str):
-            s = raw
-        else:
-            if raw[:3] == b"\xef\xbb\xbf" or b"\x00" in raw[:4]:
-                raise ValueError  # BOM or UTF-16/32: json's encoding detection
-            s = raw.decode("utf-8", "surrogatepass")
-        if s[:1] == "\ufeff":
-            raise ValueError
-        s = s.lstrip(_WS)
-        obj, end = _scan(s, 0)
-        if s[end:].strip(_WS):
-            raise ValueError
-        return obj
-    except (ValueError, StopIteration, RecursionError):
-        pass
-    import json
-
-    return json.loads(raw)
-
-
-def _refuse(_o: object) -> object:
-    raise TypeError
-
-
-_encode = _json.make_encoder(None, _refuse, _encode_str, None, ": ", ", ", False, False, True)
-_encode_sorted = _json.make_encoder(None, _refuse, _encode_str, None, ": ", ", ", True, False, True)
-
-
-def _pretty(o: object, indent: str, level: int, out: list[str]) -> None:
-    if isinstance(o, dict):
-        if not o:
-            out.append("{}")
-            return
-        inner = "\n" + indent * (level + 1)
-        sep = "{"
-        for k, v in o.items():
-            if not isinstance(k, str):
-                raise TypeError
-            out.append(sep + inner + _encode_str(k) + ": ")
-            sep = ","
-            _pretty(v, indent, level + 1, out)
-        out.append("\n" + indent * level + "}")
-    elif isinstance(o, (list, tuple)):
-        if not o:
-            out.append("[]")
-            return
-        inner = "\n" + indent * (level + 1)
-        sep = "["
-        for v in o:
-            out.append(sep + inner)
-            sep = ","
-            _pretty(v, indent, level + 1, out)
-        out.append("\n" + indent * level + "]")
-    else:
-        out.extend(_encode(o, 0))
-
-
-def json_dumps(obj: object, indent: int | None = None, sort_keys: bool = False) -> str:
-    """``json.dumps(obj, indent=indent, sort_keys=sort_keys)`` (sort_keys only without indent)."""
-    try:
-        if isinstance(obj, str):
-            return str(_encode_str(obj))
-        out: list[str] = []
-        if sort_keys:
-            if indent is not None:
-                raise TypeError
-            out.extend(_encode_sorted(obj, 0))
-        elif indent is None:
-            out.extend(_encode(obj, 0))
-        else:
-            _pretty(obj, " " * indent, 0, out)
-        return "".join(out)
-    except (TypeError, ValueError, RecursionError):
-        pass
-    import json
-
-    return json.dumps(obj, indent=indent, sort_keys=sort_keys)
 
 
 class OCIState:
