@@ -68,6 +68,7 @@ class NewLayer(MutableRecord):
 class Engine:
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root is not None else default_root()
+        self.root_dir = os.path.abspath(self.root)  # the run path's form of root (no pathlib there)
         self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
         self.db = MetadataDB(self.root / "dockyard.db")
         self.content = ContentStore(self.root)

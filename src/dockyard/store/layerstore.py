@@ -67,6 +67,10 @@ class LayerStore:
     def diff_path(self, chain_id: str) -> Path:
         return self.dir_for(chain_id) / "diff"
 
+    def diff_dir(self, chain_id: str) -> str:
+        """``diff_path`` as a string, for the run path (which does without pathlib)."""
+        return os.path.join(os.fspath(self.root), hex_of(chain_id), "diff")
+
     def get(self, chain_id: str) -> LayerInfo | None:
         row = self.db.layer(chain_id)
         if row is None or not (self.root / row["dir"] / "diff").is_dir():
