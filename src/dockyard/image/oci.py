@@ -8,8 +8,7 @@ canonically (sorted keys, no spaces), as Docker does.
 
 from __future__ import annotations
 
-import json
-
+from dockyard import jsonc  # json's results without importing json (and re with it): start-up time
 from dockyard.digest import sha256_bytes
 from dockyard.errors import CorruptData
 from dockyard.records import MutableRecord, Record
@@ -38,12 +37,12 @@ LAYER_TYPES = (OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD, DOCKER_LAYER_GZIP, DOC
 
 
 def canonical_json(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+    return jsonc.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _loads(data: bytes, what: str) -> dict[str, Any]:
     try:
-        obj = json.loads(data)
+        obj = jsonc.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
         raise CorruptData(f"{what} is not valid JSON: {e}")
     if not isinstance(obj, dict):
@@ -170,7 +169,7 @@ class Manifest(Record):
                              "layers": [x.to_dict() for x in layers]}
         if annotations:
             d["annotations"] = annotations
-        return cls(media_type, config, layers, json.dumps(d, indent=2).encode(), annotations)
+        return cls(media_type, config, layers, jsonc.dumps(d, indent=2).encode(), annotations)
 
 
 class Index(Record):

@@ -9,19 +9,20 @@ leftovers are swept by the next command.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
-from collections.abc import Iterator
-from pathlib import Path
 
 from dockyard.digest import CHUNK, hex_of, random_hex
-from dockyard.records import Record
+from dockyard.records import LazyPath, Record
 from dockyard.store.content import BlobWriter, _pid_alive
 from dockyard.store.metadata import MetadataDB
 
+# No pathlib or contextlib here: ``run`` looks its image's layers up through this module, and pathlib
+# alone pulls in re, urllib.parse and ipaddress (~6 ms of every run). The store works on strings; the
+# ``Path`` forms cold callers use (``root``, ``diff_path()``, ``LayerInfo.path``...) are made on demand.
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import BinaryIO
 
 
@@ -29,11 +30,13 @@ class LayerInfo(Record):
     chain_id: str
     diff_id: str
     size: int
-    path: Path
-    _fields = ("chain_id", "diff_id", "size", "path")
+    diff_dir: str  # the layer's diff directory (``path`` is its ``Path`` form)
+    _fields = ("chain_id", "diff_id", "size", "diff_dir")
 
-    def __init__(self, chain_id: str, diff_id: str, size: int, path: Path) -> None:
-        self.__dict__.update(chain_id=chain_id, diff_id=diff_id, size=size, path=path)
+    path = LazyPath("diff_dir")
+
+    def __init__(self, chain_id: str, diff_id: str, size: int, path: str | os.PathLike[str]) -> None:
+        self.__dict__.update(chain_id=chain_id, diff_id=diff_id, size=size, diff_dir=os.fspath(path))
 
 
 class TeeReader:
@@ -54,52 +57,80 @@ class TeeReader:
             pass
 
 
+class _Flock:
+    """``with`` an flock(2) on the store's lock file: what a ``contextlib.contextmanager`` gave, without
+    importing contextlib (and with it collections and functools) on every command."""
+
+    __slots__ = ("_path", "_op", "_f")
+
+    def __init__(self, path: str, op: int) -> None:
+        self._path = path
+        self._op = op
+        self._f: BinaryIO | None = None
+
+    def __enter__(self) -> None:
+        f = open(self._path, "a+b")  # noqa: SIM115 - closed in __exit__
+        try:
+            fcntl.flock(f, self._op)
+        except BaseException:
+            f.close()
+            raise
+        self._f = f
+
+    def __exit__(self, *exc: object) -> None:
+        f, self._f = self._f, None
+        if f is not None:
+            try:
+                fcntl.flock(f, fcntl.LOCK_UN)
+            finally:
+                f.close()
+
+
 class LayerStore:
-    def __init__(self, root: Path, db: MetadataDB) -> None:
-        self.root = root / "layers"
-        self.root.mkdir(parents=True, exist_ok=True)
+    root = LazyPath("layers_dir")
+
+    def __init__(self, root: str | os.PathLike[str], db: MetadataDB) -> None:
+        self.layers_dir = os.path.join(os.fspath(root), "layers")
+        os.makedirs(self.layers_dir, exist_ok=True)
         self.db = db
-        self._lock_path = root / "gc.lock"
+        self._lock_path = os.path.join(os.fspath(root), "gc.lock")
 
     def dir_for(self, chain_id: str) -> Path:
-        return self.root / hex_of(chain_id)
+        from pathlib import Path
+
+        return Path(self.layers_dir, hex_of(chain_id))
 
     def diff_path(self, chain_id: str) -> Path:
-        return self.dir_for(chain_id) / "diff"
+        from pathlib import Path
+
+        return Path(self.diff_dir(chain_id))
 
     def diff_dir(self, chain_id: str) -> str:
         """``diff_path`` as a string, for the run path (which does without pathlib)."""
-        return os.path.join(os.fspath(self.root), hex_of(chain_id), "diff")
+        return os.path.join(self.layers_dir, hex_of(chain_id), "diff")
 
     def get(self, chain_id: str) -> LayerInfo | None:
         row = self.db.layer(chain_id)
-        if row is None or not (self.root / row["dir"] / "diff").is_dir():
+        if row is None:
             return None
-        return LayerInfo(chain_id, row["diff_id"], row["size"], self.root / row["dir"] / "diff")
+        diff = os.path.join(self.layers_dir, row["dir"], "diff")
+        if not os.path.isdir(diff):
+            return None
+        return LayerInfo(chain_id, row["diff_id"], row["size"], diff)
 
-    @contextlib.contextmanager
-    def using(self) -> Iterator[None]:
+    def using(self) -> _Flock:
         """Held (shared) while a command adds layers and images; GC takes it exclusively."""
-        with open(self._lock_path, "a+") as f:
-            fcntl.flock(f, fcntl.LOCK_SH)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        return _Flock(self._lock_path, fcntl.LOCK_SH)
 
-    @contextlib.contextmanager
-    def exclusive(self) -> Iterator[None]:
-        with open(self._lock_path, "a+") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+    def exclusive(self) -> _Flock:
+        return _Flock(self._lock_path, fcntl.LOCK_EX)
 
     def new_tmp(self) -> Path:
-        d = self.root / f"tmp-{os.getpid()}-{random_hex(6)}"
-        (d / "diff").mkdir(parents=True)
-        return d
+        from pathlib import Path
+
+        d = os.path.join(self.layers_dir, f"tmp-{os.getpid()}-{random_hex(6)}")
+        os.makedirs(os.path.join(d, "diff"))
+        return Path(d)
 
     def unpack(self, tar_stream: BinaryIO, parent_chain: str | None, diff_id: str | None = None,
                sink: BlobWriter | None = None) -> tuple[Path, int]:
@@ -118,47 +149,53 @@ class LayerStore:
             raise
         return tmp, size
 
-    def publish(self, tmp: Path, chain_id: str, diff_id: str, parent: str | None, size: int) -> LayerInfo:
+    def publish(self, tmp: str | os.PathLike[str], chain_id: str, diff_id: str, parent: str | None,
+                size: int) -> LayerInfo:
         """Rename a complete temporary layer into place and record it (idempotent under races)."""
-        target = self.dir_for(chain_id)
+        name = hex_of(chain_id)
+        target = os.path.join(self.layers_dir, name)
         try:
             os.rename(tmp, target)
         except OSError:
             # Someone else published the same layer first (ENOTEMPTY/EEXIST): theirs is as good.
             _rm(tmp)
-        self.db.add_layer(chain_id, diff_id, parent, size, target.name)
-        return LayerInfo(chain_id, diff_id, size, target / "diff")
+        self.db.add_layer(chain_id, diff_id, parent, size, name)
+        return LayerInfo(chain_id, diff_id, size, os.path.join(target, "diff"))
 
     def remove(self, chain_id: str) -> None:
         row = self.db.layer(chain_id)
-        d = self.root / (row["dir"] if row else hex_of(chain_id))
+        d = os.path.join(self.layers_dir, row["dir"] if row else hex_of(chain_id))
         self.db.remove_layer(chain_id)
-        if d.exists():
-            trash = self.root / f"tmp-{os.getpid()}-del-{random_hex(4)}"
-            with contextlib.suppress(OSError):
+        if os.path.exists(d):
+            trash = os.path.join(self.layers_dir, f"tmp-{os.getpid()}-del-{random_hex(4)}")
+            try:
                 os.rename(d, trash)
                 d = trash
+            except OSError:
+                pass
             _rm(d)
 
     def cleanup(self) -> int:
         """Remove temporary dirs of dead writers, and layer dirs with no database row."""
         removed = 0
         known = {r["dir"] for r in self.db.layers()}
-        for p in self.root.iterdir():
-            if p.name.startswith("tmp-"):
-                pid_s = p.name.split("-")[1]
+        for name in os.listdir(self.layers_dir):
+            if name.startswith("tmp-"):
+                pid_s = name.split("-")[1]
                 if pid_s.isdigit() and _pid_alive(int(pid_s)):
                     continue
-            elif p.name in known:
+            elif name in known:
                 continue
-            _rm(p)
+            _rm(os.path.join(self.layers_dir, name))
             removed += 1
         return removed
 
 
-def _rm(path: Path) -> None:
+def _rm(path: str | os.PathLike[str]) -> None:
     """Remove a tree of any depth (a hostile layer can nest deeper than rmtree's recursion allows)."""
     from dockyard.store.layers import remove_tree
 
-    with contextlib.suppress(OSError):
-        remove_tree(path)
+    try:
+        remove_tree(os.fspath(path))
+    except OSError:
+        pass

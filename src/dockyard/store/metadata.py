@@ -7,22 +7,64 @@ once serialise instead of interleaving. The schema is written down here with a v
 
 from __future__ import annotations
 
-# ``_sqlite3`` is the C module itself: ``sqlite3`` adds default adapters for ``datetime`` values
-# (which this module never binds), and importing ``datetime`` for them costs ~1.5 ms of every command.
-# The classes (``Row``, ``Connection``, the errors) are the same objects either way.
-import contextlib
-import json
+import os
+import sys
 import time
-from _sqlite3 import Row, connect
-from collections.abc import Iterator
 
+from dockyard import jsonc  # json's results without importing json (and re with it): start-up time
 from dockyard.records import MutableRecord
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     import sqlite3
-    from pathlib import Path
     from typing import Any
+
+
+def _import_sqlite() -> tuple[Any, Any]:
+    """``_sqlite3``'s ``Row`` and ``connect``, without importing ``functools`` (and ``collections``).
+
+    ``_sqlite3`` is the C module itself: ``sqlite3`` adds default adapters for ``datetime`` values
+    (which this module never binds), and importing ``datetime`` for them costs ~1.5 ms of every command.
+    The classes (``Row``, ``Connection``, the errors) are the same objects either way.
+
+    On import ``_sqlite3`` (3.11) takes ``functools.lru_cache`` for its per-connection statement cache,
+    and nothing else from ``functools``: importing ``functools`` (with ``collections``) for that costs
+    ~2.5 ms of every command. Unless something imported ``functools`` already, it is given a stand-in
+    whose ``lru_cache`` makes the same C cache (``_functools._lru_cache_wrapper``, which
+    ``functools.lru_cache`` wraps) without the Python-level extras (``cache_info``'s namedtuple,
+    ``update_wrapper``) that SQLite never uses. The stand-in leaves ``sys.modules`` at once.
+    """
+    try:
+        from _functools import _lru_cache_wrapper
+    except ImportError:
+        _lru_cache_wrapper = None
+    if _lru_cache_wrapper is None or "functools" in sys.modules or "_sqlite3" in sys.modules:
+        from _sqlite3 import Row, connect
+
+        return Row, connect
+
+    def lru_cache(maxsize: int = 128, typed: bool = False) -> Any:
+        if isinstance(maxsize, int) and maxsize < 0:
+            maxsize = 0
+        return lambda user_function: _lru_cache_wrapper(user_function, maxsize, typed, tuple)
+
+    stand_in = type(sys)("functools")
+    stand_in.lru_cache = lru_cache  # type: ignore[attr-defined]
+    sys.modules["functools"] = stand_in
+    try:
+        from _sqlite3 import Row, connect
+    except (ImportError, AttributeError):  # a later CPython wanting more of functools: the real one
+        sys.modules.pop("_sqlite3", None)
+        if sys.modules.get("functools") is stand_in:
+            del sys.modules["functools"]
+        from _sqlite3 import Row, connect
+    finally:
+        if sys.modules.get("functools") is stand_in:
+            del sys.modules["functools"]
+    return Row, connect
+
+
+Row, connect = _import_sqlite()
 
 
 class ImageRecord(MutableRecord):
@@ -174,10 +216,30 @@ _IMAGE_QUERY = (
 )
 
 
+class _Transaction:
+    """``with db.transaction() as conn``: BEGIN IMMEDIATE, then COMMIT, or ROLLBACK on any exception.
+
+    A class rather than a ``contextlib.contextmanager``: contextlib (with collections and functools)
+    costs every command ~1 ms to import, and ``run`` writes its container's rows through this.
+    """
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        self.conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+
+
 class MetadataDB:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.conn: sqlite3.Connection = connect(str(path), timeout=30.0, isolation_level=None,
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = path  # as given (a str from Engine): reopening passes it back
+        self.conn: sqlite3.Connection = connect(os.fspath(path), timeout=30.0, isolation_level=None,
                                                 check_same_thread=False)
         self.conn.row_factory = Row
         self.conn.execute("PRAGMA busy_timeout = 30000")
@@ -199,16 +261,8 @@ class MetadataDB:
                         self.conn.execute(stmt)
             self.conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        else:
-            self.conn.execute("COMMIT")
+    def transaction(self) -> _Transaction:
+        return _Transaction(self.conn)
 
     def close(self) -> None:
         self.conn.close()
@@ -342,7 +396,7 @@ class MetadataDB:
         """Every chain id an image or container still needs, parents included."""
         direct = {r[0] for r in self.conn.execute("SELECT chain_id FROM image_layers")}
         for r in self.conn.execute("SELECT config FROM containers"):
-            direct.update(json.loads(r[0]).get("chain", []))
+            direct.update(jsonc.loads(r[0]).get("chain", []))
         return direct
 
     def referenced_blobs(self) -> set[str]:
@@ -360,7 +414,7 @@ class MetadataDB:
         with self.transaction() as c:
             c.execute("INSERT INTO containers (id, name, image_id, image_ref, created, config, state)"
                       " VALUES (?,?,?,?,?,?,?)",
-                      (cid, name, image_id, image_ref, created, json.dumps(config), json.dumps(state)))
+                      (cid, name, image_id, image_ref, created, jsonc.dumps(config), jsonc.dumps(state)))
 
     def containers(self) -> list[sqlite3.Row]:
         return list(self.conn.execute("SELECT * FROM containers ORDER BY created DESC"))
@@ -386,14 +440,14 @@ class MetadataDB:
             row = c.execute("SELECT state FROM containers WHERE id=?", (cid,)).fetchone()
             if row is None:
                 return {}
-            state = json.loads(row[0])
+            state = jsonc.loads(row[0])
             state.update(changes)
-            c.execute("UPDATE containers SET state=? WHERE id=?", (json.dumps(state), cid))
+            c.execute("UPDATE containers SET state=? WHERE id=?", (jsonc.dumps(state), cid))
             return state
 
     def update_container(self, cid: str, **cols: Any) -> None:
         sets = ", ".join(f"{k}=?" for k in cols)
-        vals = [json.dumps(v) if isinstance(v, dict) else v for v in cols.values()]
+        vals = [jsonc.dumps(v) if isinstance(v, dict) else v for v in cols.values()]
         with self.transaction() as c:
             c.execute(f"UPDATE containers SET {sets} WHERE id=?", (*vals, cid))
 
