@@ -2,36 +2,41 @@
 
 The user's terminal goes raw for ``-t`` and is restored on every exit path; ``SIGWINCH`` is
 forwarded as a resize; Ctrl-P Ctrl-Q detaches (the container keeps running).
+
+Imported by every foreground ``run``: C modules only (``_socket``, ``select``, ``_signal``) and
+int.to_bytes for the frames, since ``socket``/``signal``/``struct``/``contextlib``/``pathlib`` would
+cost milliseconds of each run (``socket`` and ``signal`` build enums).
 """
 
 from __future__ import annotations
 
-import contextlib
+import _socket
 import os
 import select
-import signal
-import socket
-import struct
 import sys
 import time
-from pathlib import Path
 
-from dockyard.runtime.monitor import EXIT, HEADER, RESIZE, STDERR, STDIN, STDIN_CLOSE, STDOUT, frame
+from dockyard.runtime.monitor import EXIT, HEADER_SIZE, RESIZE, STDERR, STDIN, STDIN_CLOSE, STDOUT, frame, parse_header
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    import signal
     from typing import Any
+else:
+    import _signal as signal  # the C module: ``signal`` wraps it in enums, and ``enum`` costs ~4 ms
 
 DETACH_KEYS = b"\x10\x11"  # Ctrl-P Ctrl-Q
 DETACHED = -1
 
 
-def connect(path: Path, timeout: float = 10.0) -> socket.socket:
+def connect(path: str | os.PathLike[str], timeout: float = 10.0) -> _socket.socket:
+    """A connected socket (the C ``_socket.socket``: ``sendall``, ``recv``, ``close``, ``fileno``)."""
+    address = os.fspath(path)
     deadline = time.monotonic() + timeout
     while True:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
-            s.connect(str(path))
+            s.connect(address)
             return s
         except (FileNotFoundError, ConnectionRefusedError):
             s.close()
@@ -45,13 +50,17 @@ def _winsize(fd: int) -> tuple[int, int] | None:
     import termios
 
     try:
-        rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
-        return rows, cols
+        raw = fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)
     except OSError:
         return None
+    return int.from_bytes(raw[0:2], sys.byteorder), int.from_bytes(raw[2:4], sys.byteorder)  # ws_row, ws_col
 
 
-def relay(sock: socket.socket, *, tty: bool, stdin: bool, detach_keys: bytes = DETACH_KEYS) -> int:
+def _resize_frame(size: tuple[int, int]) -> bytes:
+    return frame(RESIZE, size[0].to_bytes(2, "big") + size[1].to_bytes(2, "big"))
+
+
+def relay(sock: _socket.socket, *, tty: bool, stdin: bool, detach_keys: bytes = DETACH_KEYS) -> int:
     """Relay until the exit frame; returns the container's exit status, or DETACHED."""
     in_fd = sys.stdin.fileno() if stdin else None
     out = sys.stdout.buffer
@@ -67,13 +76,15 @@ def relay(sock: socket.socket, *, tty: bool, stdin: bool, detach_keys: bytes = D
     old_winch = None
     if tty and in_fd is not None and os.isatty(in_fd):
         def on_winch(_sig: int, _frame: object) -> None:
-            with contextlib.suppress(OSError):
+            try:
                 os.write(wake_w, b"w")
+            except OSError:
+                pass
 
         old_winch = signal.signal(signal.SIGWINCH, on_winch)
         size = _winsize(in_fd)
         if size:
-            sock.sendall(frame(RESIZE, struct.pack(">HH", *size)))
+            sock.sendall(_resize_frame(size))
     try:
         buf = b""
         pending_detach = b""
@@ -88,14 +99,18 @@ def relay(sock: socket.socket, *, tty: bool, stdin: bool, detach_keys: bytes = D
                 if in_fd is not None:
                     size = _winsize(in_fd)
                     if size:
-                        with contextlib.suppress(OSError):
-                            sock.sendall(frame(RESIZE, struct.pack(">HH", *size)))
+                        try:
+                            sock.sendall(_resize_frame(size))
+                        except OSError:
+                            pass
             if in_fd is not None and in_fd in ready:
                 data = os.read(in_fd, 65536)
                 if not data:
                     watch.remove(in_fd)
-                    with contextlib.suppress(OSError):
+                    try:
                         sock.sendall(frame(STDIN_CLOSE, b""))
+                    except OSError:
+                        pass
                     in_fd = None
                 elif tty:
                     data = pending_detach + data
@@ -116,12 +131,12 @@ def relay(sock: socket.socket, *, tty: bool, stdin: bool, detach_keys: bytes = D
                 if not chunk:
                     return 255  # monitor went away without an exit status
                 buf += chunk
-                while len(buf) >= HEADER.size:
-                    kind, n = HEADER.unpack_from(buf)
-                    if len(buf) < HEADER.size + n:
+                while len(buf) >= HEADER_SIZE:
+                    kind, n = parse_header(buf)
+                    if len(buf) < HEADER_SIZE + n:
                         break
-                    payload = buf[HEADER.size:HEADER.size + n]
-                    buf = buf[HEADER.size + n:]
+                    payload = buf[HEADER_SIZE:HEADER_SIZE + n]
+                    buf = buf[HEADER_SIZE + n:]
                     if kind == STDOUT:
                         out.write(payload)
                         out.flush()
@@ -129,7 +144,7 @@ def relay(sock: socket.socket, *, tty: bool, stdin: bool, detach_keys: bytes = D
                         err.write(payload)
                         err.flush()
                     elif kind == EXIT:
-                        return int(struct.unpack(">i", payload)[0])
+                        return int.from_bytes(payload[:4], "big", signed=True)
     finally:
         if saved is not None:
             import termios

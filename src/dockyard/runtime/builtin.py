@@ -230,9 +230,9 @@ def _wait_gone(pid: int, start_time: int | None, timeout: float) -> None:
 
 
 def _connect_console(path: str) -> int:
-    import socket
+    import _socket  # the C module: ``socket`` builds a dozen IntEnums on import
 
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         s.connect(path)
     except OSError as e:
@@ -292,8 +292,8 @@ def preload(config: dict[str, object], process: dict[str, object], stdio: bool =
     if process.get("terminal") or stdio:
         import fcntl  # noqa: F401
     if process.get("terminal"):
-        import socket  # noqa: F401
-        import struct  # noqa: F401
+        import _socket  # noqa: F401
+        import _struct  # noqa: F401
     if isinstance(config.get("hooks"), dict) and config["hooks"]:
         import subprocess  # noqa: F401
     from . import process as _process  # noqa: F401

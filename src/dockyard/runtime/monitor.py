@@ -9,33 +9,45 @@ Frames on the attach socket (both directions) are Docker's stdcopy header: one b
 three zero bytes, a big-endian 32-bit length, then the payload. Monitor -> client: 1 stdout,
 2 stderr, 3 exit (4-byte signed status). Client -> monitor: 0 stdin data, 4 resize (rows, cols as
 two 16-bit numbers), 5 stdin closed.
+
+Everything this module imports is paid by every ``dockyard run`` (the CLI imports it to fork the
+monitor), so it uses the C modules under the stdlib wrappers: ``_socket`` (``socket`` builds a dozen
+IntEnums), ``select.epoll`` (``selectors`` pulls in ``collections`` and ``math``), ``_signal``,
+``dockyard.jsonc`` (``json`` pulls in ``re``), ``os.path`` on strings (``pathlib`` pulls in
+``urllib.parse`` and ``ipaddress``) and int.to_bytes for the frame headers.
 """
 
 from __future__ import annotations
 
-import contextlib
+import _socket
 import errno
-import json
 import os
-import selectors
-import signal
-import socket
-import struct
+import select
+import sys
 import time
-from collections.abc import Callable
-from pathlib import Path
+
+from dockyard.jsonc import dumps as json_dumps
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    import signal
+    from collections.abc import Callable
     from typing import Any
+else:
+    import _signal as signal  # the C module: ``signal`` wraps it in enums, and ``enum`` costs ~4 ms
 
 STDIN, STDOUT, STDERR, EXIT, RESIZE, STDIN_CLOSE = 0, 1, 2, 3, 4, 5
-HEADER = struct.Struct(">BxxxI")
+HEADER_SIZE = 8  # ">BxxxI": kind, three zero bytes, big-endian payload length
 PR_SET_CHILD_SUBREAPER = 36
 
 
 def frame(kind: int, payload: bytes) -> bytes:
-    return HEADER.pack(kind, len(payload)) + payload
+    return bytes((kind, 0, 0, 0)) + len(payload).to_bytes(4, "big") + payload
+
+
+def parse_header(buf: bytes) -> tuple[int, int]:
+    """(kind, payload length) of the frame at the start of ``buf`` (at least HEADER_SIZE bytes)."""
+    return buf[0], int.from_bytes(buf[4:8], "big")
 
 
 def rfc3339_ns(ts: float) -> str:
@@ -44,16 +56,26 @@ def rfc3339_ns(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{ns:09d}Z"
 
 
-class MonitorConfig:
-    """What the monitor runs (a plain class: ``dataclasses`` is not worth its import time here)."""
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
-    def __init__(self, container_id: str, bundle: Path, log_path: Path, attach_path: Path, tty: bool = False,
-                 open_stdin: bool = False, stdin_once: bool = False, wait_attach: bool = False,
-                 on_created: Callable[[int], None] | None = None) -> None:
+
+class MonitorConfig:
+    """What the monitor runs (a plain class: ``dataclasses`` is not worth its import time here).
+
+    The paths may be ``str`` or ``os.PathLike`` (a ``Path``): they are kept as given.
+    """
+
+    def __init__(self, container_id: str, bundle: str | os.PathLike[str], log_path: str | os.PathLike[str],
+                 attach_path: Any, tty: bool = False, open_stdin: bool = False, stdin_once: bool = False,
+                 wait_attach: bool = False, on_created: Callable[[int], None] | None = None) -> None:
         self.container_id = container_id
         self.bundle = bundle
         self.log_path = log_path
-        self.attach_path = attach_path
+        self.attach_path = attach_path  # str or Path: the caller gets back what it gave
         self.tty = tty
         self.open_stdin = open_stdin
         self.stdin_once = stdin_once
@@ -65,7 +87,7 @@ class MonitorConfig:
 class JsonLog:
     """Docker's json-file log: one ``{"log": ..., "stream": ..., "time": ...}`` object per line."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self._f = open(path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the monitor
         self._partial: dict[str, bytes] = {"stdout": b"", "stderr": b""}
 
@@ -75,10 +97,10 @@ class JsonLog:
         now = time.time()
         out = []
         for line in lines:
-            out.append(json.dumps({"log": line.decode("utf-8", "replace") + "\n", "stream": stream,
+            out.append(json_dumps({"log": line.decode("utf-8", "replace") + "\n", "stream": stream,
                                    "time": rfc3339_ns(now)}).encode() + b"\n")
         if len(rest) > 16384:  # Docker splits long lines at 16K
-            out.append(json.dumps({"log": rest.decode("utf-8", "replace"), "stream": stream,
+            out.append(json_dumps({"log": rest.decode("utf-8", "replace"), "stream": stream,
                                    "time": rfc3339_ns(now)}).encode() + b"\n")
             rest = b""
         self._partial[stream] = rest
@@ -88,21 +110,28 @@ class JsonLog:
     def close(self) -> None:
         for stream, rest in self._partial.items():
             if rest:
-                self._f.write(json.dumps({"log": rest.decode("utf-8", "replace"), "stream": stream,
+                self._f.write(json_dumps({"log": rest.decode("utf-8", "replace"), "stream": stream,
                                           "time": rfc3339_ns(time.time())}).encode() + b"\n")
         self._f.close()
 
 
-def _recv_fd(sock: socket.socket) -> int:
-    msg, ancdata, _flags, _addr = sock.recvmsg(4096, socket.CMSG_SPACE(4))
+def _recv_fd(sock: _socket.socket) -> int:
+    """The first fd of an SCM_RIGHTS message on ``sock`` (any socket object: ``_socket`` or ``socket``)."""
+    msg, ancdata, _flags, _addr = sock.recvmsg(4096, _socket.CMSG_SPACE(4))
     for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            return struct.unpack("i", data[:4])[0]
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            return int.from_bytes(data[:4], sys.byteorder, signed=True)
     raise OSError("no file descriptor received on the console socket")
 
 
+def _accept(listener: _socket.socket) -> _socket.socket:
+    """``socket.accept`` on the C socket object: accept4(SOCK_CLOEXEC), a blocking socket back."""
+    fd, _addr = listener._accept()  # type: ignore[attr-defined]  # the C method socket.accept wraps
+    return _socket.socket(listener.family, listener.type, listener.proto, fd)
+
+
 class _Client:
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
         self.buf = b""
 
@@ -119,20 +148,58 @@ def run_monitor(cfg: MonitorConfig, runtime: Any, ready_fd: int,
     try:
         code = _monitor(cfg, runtime, ready_fd, on_started, on_exited)
     except BaseException as e:  # the CLI must hear of any failure, and the monitor must not linger
-        with contextlib.suppress(OSError):
-            os.write(ready_fd, (json.dumps({"error": f"{e}", "exit_code": getattr(e, "exit_code", 125)})
+        try:
+            os.write(ready_fd, (json_dumps({"error": f"{e}", "exit_code": getattr(e, "exit_code", 125)})
                                 + "\n").encode())
+        except OSError:
+            pass
         code = 125
     os._exit(code)
+
+
+class _Poller:
+    """What the loop used of ``selectors.DefaultSelector``, on ``select.epoll`` directly: fds with a
+    tag, ``select(timeout)`` -> [(fd, tag)] (an fd unregistered meanwhile is skipped, as there)."""
+
+    def __init__(self) -> None:
+        self._ep = select.epoll()
+        self._tags: dict[int, tuple[str, Any]] = {}
+
+    def register(self, fd: int, tag: tuple[str, Any]) -> None:
+        self._ep.register(fd, select.EPOLLIN)
+        self._tags[fd] = tag
+
+    def unregister(self, fd: int) -> None:
+        if self._tags.pop(fd, None) is not None:
+            try:
+                self._ep.unregister(fd)
+            except OSError:  # already closed: the kernel dropped it
+                pass
+
+    def select(self, timeout: float | None) -> list[tuple[int, tuple[str, Any]]]:
+        if timeout is None:
+            wait = -1.0
+        elif timeout <= 0:
+            wait = 0.0
+        else:
+            wait = -(-timeout * 1e3 // 1) * 1e-3  # whole milliseconds, rounded up (as selectors does)
+        try:
+            ready = self._ep.poll(wait, max(len(self._tags), 1))
+        except InterruptedError:
+            return []
+        return [(fd, self._tags[fd]) for fd, _events in ready if fd in self._tags]
 
 
 def _monitor(cfg: MonitorConfig, runtime: Any, ready_fd: int,
              on_started: Callable[[int], None],
              on_exited: Callable[[int, bool], Callable[[], None] | None]) -> int:
-    import ctypes
+    from . import linux as L
 
     os.setsid()
-    ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    try:
+        L.prctl(PR_SET_CHILD_SUBREAPER, 1)
+    except OSError:
+        pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
@@ -140,30 +207,28 @@ def _monitor(cfg: MonitorConfig, runtime: Any, ready_fd: int,
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
 
-    with contextlib.suppress(FileNotFoundError):
-        cfg.attach_path.unlink()
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(cfg.attach_path))
+    attach_path = os.fspath(cfg.attach_path)
+    _unlink(attach_path)
+    listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    listener.bind(attach_path)
     listener.listen(8)
 
     master: int | None = None
     stdin_w: int | None = None
     outs: dict[int, str] = {}
     if cfg.tty:
-        console_path = cfg.attach_path.with_suffix(".console")
-        with contextlib.suppress(FileNotFoundError):
-            console_path.unlink()
-        console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        console.bind(str(console_path))
+        console_path = os.path.splitext(attach_path)[0] + ".console"  # Path.with_suffix(".console")
+        _unlink(console_path)
+        console = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        console.bind(console_path)
         console.listen(1)
-        pid = runtime.create(cfg.container_id, cfg.bundle, console_socket=str(console_path))
+        pid = runtime.create(cfg.container_id, cfg.bundle, console_socket=console_path)
         console.settimeout(10)
-        conn, _ = console.accept()
+        conn = _accept(console)
         master = _recv_fd(conn)
         conn.close()
         console.close()
-        with contextlib.suppress(FileNotFoundError):
-            console_path.unlink()
+        _unlink(console_path)
         outs[master] = "stdout"
     else:
         in_r, in_w = os.pipe() if cfg.open_stdin else (devnull, None)
@@ -180,47 +245,52 @@ def _monitor(cfg: MonitorConfig, runtime: Any, ready_fd: int,
         cfg.on_created(pid)
 
     def report_ready() -> None:
-        os.write(ready_fd, (json.dumps({"pid": pid}) + "\n").encode())
+        os.write(ready_fd, (json_dumps({"pid": pid}) + "\n").encode())
         os.close(ready_fd)
 
     if cfg.wait_attach:
         report_ready()  # the CLI attaches next; the container starts once it has
 
     log = JsonLog(cfg.log_path)
-    sel = selectors.DefaultSelector()
+    sel = _Poller()
     clients: list[_Client] = []
 
     def accept() -> None:
-        sock, _ = listener.accept()
+        sock = _accept(listener)
         c = _Client(sock)
         clients.append(c)
-        sel.register(sock, selectors.EVENT_READ, ("client", c))
+        sel.register(sock.fileno(), ("client", c))
 
     if cfg.wait_attach:
         listener.settimeout(30)
-        with contextlib.suppress(TimeoutError):
+        try:
             accept()
+        except TimeoutError:
+            pass
     listener.setblocking(False)
-    sel.register(listener, selectors.EVENT_READ, ("listen", None))
+    sel.register(listener.fileno(), ("listen", None))
     for fd in outs:
         os.set_blocking(fd, False)
-        sel.register(fd, selectors.EVENT_READ, ("out", fd))
+        sel.register(fd, ("out", fd))
 
     runtime.start(cfg.container_id)
     on_started(pid)
     if not cfg.wait_attach:
         report_ready()  # `run -d` returns once `ps` shows the container running
     pidfd = os.pidfd_open(pid)
-    sel.register(pidfd, selectors.EVENT_READ, ("exit", None))
+    sel.register(pidfd, ("exit", None))
 
     exited: int | None = None
     deadline: float | None = None
 
     def drop(c: _Client) -> None:
-        with contextlib.suppress(KeyError, ValueError):
-            sel.unregister(c.sock)
-        with contextlib.suppress(ValueError):
+        fd = c.sock.fileno()
+        if fd >= 0:
+            sel.unregister(fd)
+        try:
             clients.remove(c)
+        except ValueError:
+            pass
         c.sock.close()
 
     def broadcast(kind: int, data: bytes) -> None:
@@ -242,24 +312,29 @@ def _monitor(cfg: MonitorConfig, runtime: Any, ready_fd: int,
             drop(c)
             return
         c.buf += data
-        while len(c.buf) >= HEADER.size:
-            kind, n = HEADER.unpack_from(c.buf)
-            if len(c.buf) < HEADER.size + n:
+        while len(c.buf) >= HEADER_SIZE:
+            kind, n = parse_header(c.buf)
+            if len(c.buf) < HEADER_SIZE + n:
                 break
-            payload = c.buf[HEADER.size:HEADER.size + n]
-            c.buf = c.buf[HEADER.size + n:]
+            payload = c.buf[HEADER_SIZE:HEADER_SIZE + n]
+            c.buf = c.buf[HEADER_SIZE + n:]
             if kind == STDIN:
                 target = master if master is not None else stdin_w
                 if target is not None:
-                    with contextlib.suppress(OSError):
+                    try:
                         _write_all(target, payload)
+                    except OSError:
+                        pass
             elif kind == RESIZE and master is not None and len(payload) == 4:
                 import fcntl
                 import termios
 
-                rows, cols = struct.unpack(">HH", payload)
-                with contextlib.suppress(OSError):
-                    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+                rows, cols = int.from_bytes(payload[:2], "big"), int.from_bytes(payload[2:], "big")
+                winsize = b"".join(v.to_bytes(2, sys.byteorder) for v in (rows, cols, 0, 0))  # struct winsize
+                try:
+                    fcntl.ioctl(master, termios.TIOCSWINSZ, winsize)
+                except OSError:
+                    pass
             elif kind == STDIN_CLOSE and stdin_w is not None and cfg.stdin_once:
                 os.close(stdin_w)
                 stdin_w = None
@@ -269,11 +344,12 @@ def _monitor(cfg: MonitorConfig, runtime: Any, ready_fd: int,
         events = sel.select(timeout)
         if not events and deadline is not None:
             break
-        for key, _mask in events:
-            kind, obj = key.data
+        for fd, (kind, obj) in events:
             if kind == "listen":
-                with contextlib.suppress(BlockingIOError):
+                try:
                     accept()
+                except BlockingIOError:
+                    pass
             elif kind == "client":
                 handle_client(obj)
             elif kind == "out":
@@ -290,7 +366,7 @@ def _monitor(cfg: MonitorConfig, runtime: Any, ready_fd: int,
                 log.write(stream, data)
                 broadcast(STDOUT if stream == "stdout" else STDERR, data)
             elif kind == "exit":
-                sel.unregister(pidfd)
+                sel.unregister(fd)
                 _, status = os.waitpid(pid, 0)
                 exited = os.waitstatus_to_exitcode(status)
                 if exited < 0:
@@ -299,13 +375,17 @@ def _monitor(cfg: MonitorConfig, runtime: Any, ready_fd: int,
         if exited is not None and not outs:
             break
     # Reap anything else that was reparented to us.
-    with contextlib.suppress(ChildProcessError):
+    try:
         while os.waitpid(-1, os.WNOHANG)[0] > 0:
             pass
+    except ChildProcessError:
+        pass
     log.close()
     oom = False
-    with contextlib.suppress(Exception):
+    try:
         oom = runtime.cgroup(cfg.container_id).oom_kills() > 0
+    except Exception:
+        pass
     assert exited is not None
     after: Callable[[], None] | None = None
     try:
@@ -313,12 +393,11 @@ def _monitor(cfg: MonitorConfig, runtime: Any, ready_fd: int,
         # the filesystem: the user's prompt comes back without waiting for the unmount and rmtree.
         after = on_exited(exited, oom)
     finally:
-        broadcast(EXIT, struct.pack(">i", exited))
+        broadcast(EXIT, exited.to_bytes(4, "big", signed=True))
         for c in list(clients):
             drop(c)
         listener.close()
-        with contextlib.suppress(FileNotFoundError):
-            cfg.attach_path.unlink()
+        _unlink(attach_path)
     if after is not None:
         after()
     return 0
@@ -330,8 +409,6 @@ def _write_all(fd: int, data: bytes) -> None:
         try:
             n = os.write(fd, view)
         except BlockingIOError:
-            import select
-
             select.select([], [fd], [], 1.0)
             continue
         view = view[n:]

@@ -21,15 +21,26 @@ maintained library: this module is not meant to grow into a netlink library.
 Every request asks for an ACK; a ``NLMSG_ERROR`` with a non-zero errno raises ``OSError`` with
 that errno. The message builders are pure functions (bytes in, bytes out) so they can be tested
 without a kernel.
+
+It runs in every bridge ``run``'s monitor, so it imports C modules only: ``_socket`` and ``_struct``
+(``socket`` builds a dozen IntEnums, ~3 ms), and does its IPv4 arithmetic on ints (``inet_pton`` and
+``int.from_bytes``) rather than with ``ipaddress`` (~1.3 ms, and ``re``): addresses may be given as
+``ipaddress`` objects or as their text (``172.17.0.5/16``, ``172.17.0.1``), which is parsed exactly as
+strictly; anything unusual (a netmask instead of a prefix length) is handed to ``ipaddress``.
 """
 
 from __future__ import annotations
 
+import _socket
 import errno
-import ipaddress
 import os
-import socket
-import struct
+from _struct import Struct, pack, unpack, unpack_from
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from struct import error as struct_error  # the stubs define it there only
+else:
+    from _struct import error as struct_error
 
 # netlink
 NETLINK_ROUTE = 0
@@ -54,12 +65,62 @@ NFNL_SUBSYS_NFTABLES = 10
 NFT_MSG_GETGEN = 16
 NFTA_GEN_ID = 1
 
-_NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
-_IFINFOMSG = struct.Struct("=BxHiII")  # family, (pad), type, index, flags, change
-_IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
-_RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
-_RTATTR = struct.Struct("=HH")  # len, type
-_NFGENMSG = struct.Struct("=BBH")  # family, version, res_id (big endian, 0 here)
+_NLMSGHDR = Struct("=IHHII")  # len, type, flags, seq, pid
+_IFINFOMSG = Struct("=BxHiII")  # family, (pad), type, index, flags, change
+_IFADDRMSG = Struct("=BBBBI")  # family, prefixlen, flags, scope, index
+_RTMSG = Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
+_RTATTR = Struct("=HH")  # len, type
+_NFGENMSG = Struct("=BBH")  # family, version, res_id (big endian, 0 here)
+
+
+# ---- IPv4 addresses as ints (no ipaddress) --------------------------------------------------
+def ipv4_packed(address: object) -> bytes:
+    """``a.b.c.d`` (or an ``ipaddress.IPv4Address``) as 4 bytes; ValueError as ``ipaddress`` raises it.
+
+    glibc's ``inet_pton`` accepts exactly what ``ipaddress`` does (four decimal octets, no leading
+    zeros); on a refusal ``ipaddress`` is asked, for its error message.
+    """
+    text = str(address)
+    try:
+        return _socket.inet_pton(_socket.AF_INET, text)
+    except (OSError, ValueError):
+        pass
+    import ipaddress
+
+    return ipaddress.IPv4Address(text).packed
+
+
+def ipv4_text(value: int) -> str:
+    """``a.b.c.d`` of a 32-bit int."""
+    return _socket.inet_ntop(_socket.AF_INET, value.to_bytes(4, "big"))
+
+
+def ipv4_interface(address: object) -> tuple[int, int]:
+    """(address as an int, prefix length) of ``a.b.c.d/n`` (or an ``ipaddress.IPv4Interface``);
+    ``a.b.c.d`` alone is a /32, as for ``ipaddress``. ValueError as ``ipaddress`` raises it."""
+    text = str(address)
+    ip, sep, plen = text.partition("/")
+    if not sep:
+        return int.from_bytes(ipv4_packed(ip), "big"), 32
+    if plen.isascii() and plen.isdigit() and int(plen) <= 32:
+        return int.from_bytes(ipv4_packed(ip), "big"), int(plen)
+    import ipaddress  # a netmask or hostmask form, or an error: ipaddress's own rules
+
+    itf = ipaddress.IPv4Interface(text)
+    return int(itf.ip), itf.network.prefixlen
+
+
+def ipv4_broadcast(ip: int, prefixlen: int) -> int:
+    """The subnet's broadcast address (``IPv4Interface(...).network.broadcast_address``)."""
+    return ip | ((1 << (32 - prefixlen)) - 1)
+
+
+def prefix_from_netmask(mask: int) -> int:
+    """The prefix length of a contiguous netmask; ValueError for any other (as ``ipaddress``)."""
+    host = ~mask & 0xFFFFFFFF
+    if host & (host + 1):
+        raise ValueError(f"{ipv4_text(mask)} is not a valid netmask")
+    return 32 - host.bit_length()
 
 
 # ---- encoding (pure) ------------------------------------------------------------------------
@@ -74,7 +135,7 @@ def attr(kind: int, payload: bytes) -> bytes:
 
 
 def attr_u32(kind: int, value: int) -> bytes:
-    return attr(kind, struct.pack("=I", value))
+    return attr(kind, pack("=I", value))
 
 
 def attr_str(kind: int, value: str) -> bytes:
@@ -93,7 +154,7 @@ def mac_bytes(mac: str) -> bytes:
 
 
 def ifinfomsg(index: int = 0, flags: int = 0, change: int = 0) -> bytes:
-    return _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, change)
+    return _IFINFOMSG.pack(_socket.AF_UNSPEC, 0, index, flags, change)
 
 
 def message(kind: int, flags: int, seq: int, body: bytes) -> bytes:
@@ -130,25 +191,30 @@ def del_link_request(seq: int, *, index: int = 0, name: str | None = None) -> by
     return message(RTM_DELLINK, NLM_F_REQUEST | NLM_F_ACK, seq, body)
 
 
-def addr_request(seq: int, index: int, address: ipaddress.IPv4Interface) -> bytes:
-    """RTM_NEWADDR: ``address`` (with its prefix and the subnet's broadcast) on link ``index``."""
-    ip = address.ip.packed
-    body = (_IFADDRMSG.pack(socket.AF_INET, address.network.prefixlen, 0, RT_SCOPE_UNIVERSE, index)
+def addr_request(seq: int, index: int, address: object) -> bytes:
+    """RTM_NEWADDR: ``address`` (with its prefix and the subnet's broadcast) on link ``index``.
+
+    ``address``: an ``ipaddress.IPv4Interface`` or its text, ``172.17.0.5/16``."""
+    value, prefixlen = ipv4_interface(address)
+    ip = value.to_bytes(4, "big")
+    body = (_IFADDRMSG.pack(_socket.AF_INET, prefixlen, 0, RT_SCOPE_UNIVERSE, index)
             + attr(IFA_LOCAL, ip) + attr(IFA_ADDRESS, ip)
-            + attr(IFA_BROADCAST, address.network.broadcast_address.packed))
+            + attr(IFA_BROADCAST, ipv4_broadcast(value, prefixlen).to_bytes(4, "big")))
     return message(RTM_NEWADDR, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq, body)
 
 
-def default_route_request(seq: int, gateway: ipaddress.IPv4Address) -> bytes:
-    """RTM_NEWROUTE: ``default via gateway`` in the main table (proto static, as pyroute2 adds it)."""
-    body = (_RTMSG.pack(socket.AF_INET, 0, 0, 0, RT_TABLE_MAIN, RTPROT_STATIC, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0)
-            + attr(RTA_GATEWAY, gateway.packed))
+def default_route_request(seq: int, gateway: object) -> bytes:
+    """RTM_NEWROUTE: ``default via gateway`` in the main table (proto static, as pyroute2 adds it).
+
+    ``gateway``: an ``ipaddress.IPv4Address`` or its text."""
+    body = (_RTMSG.pack(_socket.AF_INET, 0, 0, 0, RT_TABLE_MAIN, RTPROT_STATIC, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0)
+            + attr(RTA_GATEWAY, ipv4_packed(gateway)))
     return message(RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq, body)
 
 
 def nft_getgen_request(seq: int) -> bytes:
     return message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN, NLM_F_REQUEST | NLM_F_ACK, seq,
-                   _NFGENMSG.pack(socket.AF_UNSPEC, 0, 0))
+                   _NFGENMSG.pack(_socket.AF_UNSPEC, 0, 0))
 
 
 # ---- decoding (pure) ------------------------------------------------------------------------
@@ -180,7 +246,7 @@ def parse_attrs(data: bytes) -> list[tuple[int, bytes]]:
 
 def error_code(payload: bytes) -> int:
     """The errno of an NLMSG_ERROR payload (0: an ACK)."""
-    (code,) = struct.unpack_from("=i", payload)
+    (code,) = unpack_from("=i", payload)
     return -code
 
 
@@ -188,12 +254,13 @@ def error_code(payload: bytes) -> int:
 class Netlink:
     """A netlink socket that sends one request at a time and waits for its ACK.
 
-    ``sock`` may be given (a NETLINK_ROUTE socket made inside another network namespace);
-    otherwise one is opened here for ``protocol``. A context manager; closes the socket.
+    ``sock`` may be given (a NETLINK_ROUTE socket made inside another network namespace: a
+    ``_socket.socket`` or a ``socket.socket``); otherwise one is opened here for ``protocol``. A
+    context manager; closes the socket.
     """
 
-    def __init__(self, sock: socket.socket | None = None, protocol: int = NETLINK_ROUTE) -> None:
-        self.sock = sock or socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, protocol)
+    def __init__(self, sock: _socket.socket | None = None, protocol: int = NETLINK_ROUTE) -> None:
+        self.sock = sock or _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC, protocol)
         self.sock.settimeout(10)
         self._seq = 0
 
@@ -212,7 +279,7 @@ class Netlink:
 
     def request(self, msg: bytes) -> list[tuple[int, bytes]]:
         """Send one request; the ``(type, payload)`` replies before its ACK. OSError on an error."""
-        (seq,) = struct.unpack_from("=I", msg, 8)
+        (seq,) = unpack_from("=I", msg, 8)
         self.sock.sendto(msg, (0, 0))
         replies: list[tuple[int, bytes]] = []
         while True:
@@ -249,10 +316,10 @@ class Netlink:
     def set_link(self, index: int, *, up: bool = True, master: int | None = None) -> None:
         self.request(set_link_request(self.seq(), index, up=up, master=master))
 
-    def add_address(self, index: int, address: ipaddress.IPv4Interface) -> None:
+    def add_address(self, index: int, address: object) -> None:
         self.request(addr_request(self.seq(), index, address))
 
-    def add_default_route(self, gateway: ipaddress.IPv4Address) -> None:
+    def add_default_route(self, gateway: object) -> None:
         self.request(default_route_request(self.seq(), gateway))
 
     def delete_link(self, *, index: int = 0, name: str | None = None) -> None:
@@ -266,13 +333,13 @@ def nft_generation() -> int | None:
             for _kind, payload in nl.request(nft_getgen_request(nl.seq())):
                 for kind, value in parse_attrs(payload[_NFGENMSG.size:]):
                     if kind == NFTA_GEN_ID and len(value) == 4:
-                        return int(struct.unpack("!I", value)[0])
-    except (OSError, ValueError, struct.error):
+                        return int(unpack("!I", value)[0])
+    except (OSError, ValueError, struct_error):
         return None
     return None
 
 
-def attrs_of(payload: bytes, header: struct.Struct) -> dict[int, bytes]:
+def attrs_of(payload: bytes, header: Struct) -> dict[int, bytes]:
     """The top-level attributes of a message body after its fixed header (the last of each type)."""
     return dict(parse_attrs(payload[header.size:]))
 

@@ -3,7 +3,7 @@
 Links (bridges, veth pairs), addresses and routes go through netlink with pyroute2, never the ``ip``
 command. pyroute2 costs ~0.13-0.2 s to import, so it is imported inside the functions that need it and
 never for ``--network none`` (bringing ``lo`` up is one ioctl on a socket made inside the namespace).
-The per-container hot path (``add_interface``, ``delete_link``, ``bridge_address``, ``bridge_ready``)
+The per-container hot path (``add_interface``, ``delete_link``, ``bridge_cidr``, ``bridge_ready``)
 does not import it either: it uses the small stdlib client in ``dockyard.runtime.netlink`` and ioctls,
 falling back to pyroute2 when that fails for a reason that is not a configuration error.
 ``DOCKYARD_NETLINK=pyroute2`` forces the pyroute2 path (to compare the two).
@@ -27,26 +27,32 @@ iptables chains and ``docker-proxy``; the maps make ``127.0.0.1:PORT`` work in t
 
 Nothing here knows about the database: ``dockyard.ops.networks`` decides, this module does. The
 caller serialises changes (``ops.networks`` holds a machine-wide lock).
+
+The module runs in every bridge ``run``'s monitor, so what the per-container path uses imports C
+modules only: ``_socket``/``_struct`` rather than ``socket``/``struct`` (``socket`` builds IntEnums,
+~3 ms), ``_thread`` rather than ``threading``, ``dockyard.jsonc`` rather than ``json`` (``re``), and
+IPv4 addresses as ints (``netlink.ipv4_*``) rather than ``ipaddress`` (~1.3 ms). Addresses are taken
+as ``ipaddress`` objects or as their text (``172.17.0.1/16``) alike; ``ipaddress`` is still used,
+lazily, where this module hands them back (``bridge_address``, ``used_networks``) or for nft ranges.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
+import _socket
 import errno
 import fcntl
-import ipaddress
-import json
 import os
-import socket
-import struct
-from collections.abc import Iterator
+from _struct import pack, unpack
 
 from dockyard.errors import RuntimeFailure
 from dockyard.records import MutableRecord, Record
+from dockyard.runtime import netlink
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    import ipaddress
+    import socket
+    from collections.abc import Iterator
     from typing import Any
 
 TABLE = "dockyard"
@@ -68,7 +74,7 @@ def random_mac() -> str:
 
 def mac_for_ip(ip: str) -> str:
     """Docker's classic container MAC, ``02:42`` and the four address bytes: stable per address."""
-    return "02:42:" + ":".join(f"{x:02x}" for x in ipaddress.IPv4Address(ip).packed)
+    return "02:42:" + ":".join(f"{x:02x}" for x in netlink.ipv4_packed(ip))
 
 
 def sysctl(path: str, value: str) -> None:
@@ -97,8 +103,10 @@ def preload() -> Any:
     """Import pyroute2 in a background thread (overlaps its ~0.2 s import with container creation)."""
 
     def work() -> None:
-        with contextlib.suppress(Exception):
+        try:
             import pyroute2  # noqa: F401
+        except Exception:
+            pass
 
     import threading
 
@@ -108,48 +116,49 @@ def preload() -> Any:
 
 
 # ---- network namespaces without pyroute2 ----------------------------------------------------
-_libc: Any = None
-
-
 def _setns(fd: int) -> None:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
+    from dockyard.runtime import linux as L  # libc through the ctypes sliver (``ctypes`` costs ~2 ms)
+
+    c = L._ct()
+    if L._libc().setns(c.c_int(fd), c.c_int(CLONE_NEWNET)) != 0:
+        err = c.get_errno()
         raise OSError(err, os.strerror(err))
 
 
-def socket_in_netns(pid: int, family: int = socket.AF_INET, kind: int = socket.SOCK_DGRAM,
-                    proto: int = 0) -> socket.socket:
+def socket_in_netns(pid: int, family: int = _socket.AF_INET, kind: int = _socket.SOCK_DGRAM,
+                    proto: int = 0) -> _socket.socket:
     """A socket that lives in the network namespace of ``pid`` (made by a thread that visits it).
 
     ``setns(CLONE_NEWNET)`` moves only the calling thread, so a short-lived thread enters the
     namespace, makes the socket (which stays bound to that namespace) and ends; the rest of the
-    process never changes namespace.
+    process never changes namespace. The thread is a bare ``_thread`` one, joined through a lock:
+    ``threading`` would cost its import (and ``_weakrefset``) on every bridge ``run``.
     """
+    import _thread
+
     out: dict[str, Any] = {}
+    done = _thread.allocate_lock()
+    done.acquire()
 
     def work() -> None:
         try:
             target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
             try:
                 _setns(target)
-                out["sock"] = socket.socket(family, kind, proto)
+                out["sock"] = _socket.socket(family, kind, proto)
             finally:
                 os.close(target)
         except BaseException as e:  # handed to the caller
             out["error"] = e
+        finally:
+            done.release()
         # The thread ends inside the namespace: nothing else ever runs on it.
 
-    import threading
-
-    t = threading.Thread(target=work, name=f"netns-{pid}")
-    t.start()
-    t.join()
+    _thread.start_new_thread(work, ())
+    done.acquire()
     if "error" in out:
         raise out["error"]
-    sock: socket.socket = out["sock"]
+    sock: _socket.socket = out["sock"]
     return sock
 
 
@@ -158,11 +167,14 @@ SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 
 def loopback_up(pid: int) -> None:
     """``ip link set lo up`` inside ``pid``'s network namespace, with one ioctl (no pyroute2)."""
-    with socket_in_netns(pid) as s:
-        req = struct.pack("16sH", b"lo", 0)
-        flags = struct.unpack("16sH", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req + b"\0" * 22)[:18])[1]
+    s = socket_in_netns(pid)
+    try:
+        req = pack("16sH", b"lo", 0)
+        flags = unpack("16sH", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req + b"\0" * 22)[:18])[1]
         if not flags & IFF_UP:
-            fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | IFF_UP) + b"\0" * 22)
+            fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, pack("16sH", b"lo", flags | IFF_UP) + b"\0" * 22)
+    finally:
+        s.close()
 
 
 # ---- the fast path: netlink by hand and ioctls ----------------------------------------------
@@ -181,41 +193,47 @@ def _config_error(e: BaseException) -> bool:
     return isinstance(e, OSError) and e.errno in _CONFIG_ERRNOS
 
 
-def _ifreq_ipv4(s: socket.socket, request: int, name: str) -> ipaddress.IPv4Address:
-    res = fcntl.ioctl(s.fileno(), request, struct.pack("16s16s", name.encode(), b""))
-    return ipaddress.IPv4Address(res[20:24])  # ifr_addr: sockaddr_in (family, port, address)
+def _ifreq_ipv4(s: _socket.socket, request: int, name: str) -> int:
+    res = fcntl.ioctl(s.fileno(), request, pack("16s16s", name.encode(), b""))
+    return int.from_bytes(res[20:24], "big")  # ifr_addr: sockaddr_in (family, port, address)
 
 
-def _bridge_address_ioctl(name: str) -> ipaddress.IPv4Interface | None:
-    """The link's primary IPv4 address with two ioctls; None if it has none (or no such link)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            ip = _ifreq_ipv4(s, SIOCGIFADDR, name)
-            mask = _ifreq_ipv4(s, SIOCGIFNETMASK, name)
-        except OSError as e:
-            if e.errno in (errno.EADDRNOTAVAIL, errno.ENODEV):
-                return None
-            raise
-    return ipaddress.IPv4Interface(f"{ip}/{mask}")
+def _bridge_address_ioctl(name: str) -> tuple[int, int] | None:
+    """The link's primary IPv4 address, (address, prefix length), with two ioctls; None if it has
+    none (or no such link); ValueError for a netmask that is no prefix."""
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        ip = _ifreq_ipv4(s, SIOCGIFADDR, name)
+        mask = _ifreq_ipv4(s, SIOCGIFNETMASK, name)
+    except OSError as e:
+        if e.errno in (errno.EADDRNOTAVAIL, errno.ENODEV):
+            return None
+        raise
+    finally:
+        s.close()
+    return ip, netlink.prefix_from_netmask(mask)
 
 
 def link_is_up(name: str) -> bool:
     """IFF_UP on a host link (one ioctl); False if there is no such link."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            res = fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, struct.pack("16sH", name.encode(), 0) + b"\0" * 22)
-        except OSError:
-            return False
-    return bool(struct.unpack("16sH", res[:18])[1] & IFF_UP)
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        res = fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, pack("16sH", name.encode(), 0) + b"\0" * 22)
+    except OSError:
+        return False
+    finally:
+        s.close()
+    return bool(unpack("16sH", res[:18])[1] & IFF_UP)
 
 
-def bridge_ready(name: str, gateway: ipaddress.IPv4Interface) -> bool:
+def bridge_ready(name: str, gateway: ipaddress.IPv4Interface | str) -> bool:
     """What ``ensure_bridge`` would do is already done (no pyroute2, no subprocess): the bridge is
-    there and up, ``gateway`` is its address and forwarding is on."""
+    there and up, ``gateway`` (an ``IPv4Interface`` or its text, ``172.17.0.1/16``) is its address
+    and forwarding is on."""
     if not link_exists(name) or not link_is_up(name):
         return False
     try:
-        if _bridge_address_ioctl(name) != gateway:
+        if _bridge_address_ioctl(name) != netlink.ipv4_interface(gateway):
             return False
         for path in ("net/ipv4/ip_forward", f"net/ipv4/conf/{name}/route_localnet"):
             with open(f"/proc/sys/{path}") as f:
@@ -228,15 +246,11 @@ def bridge_ready(name: str, gateway: ipaddress.IPv4Interface) -> bool:
 
 def nft_generation() -> int | None:
     """The nftables ruleset generation (one netlink request), None if it cannot be read."""
-    from dockyard.runtime import netlink
-
     return netlink.nft_generation()
 
 
 def _add_interface_fast(pid: int, itf: Interface) -> None:
     """``add_interface`` with ``dockyard.runtime.netlink``; raises OSError/ValueError, leaves nothing."""
-    from dockyard.runtime import netlink
-
     with netlink.Netlink() as nl:
         br = nl.link_index(itf.bridge)
         if br is None:
@@ -252,7 +266,7 @@ def _add_interface_fast(pid: int, itf: Interface) -> None:
                 raise OSError(errno.ENODEV, f"{itf.host_name} vanished")
             nl.set_link(idx, up=True, master=br)
             _hairpin(itf.host_name)
-            with netlink.Netlink(socket_in_netns(pid, socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+            with netlink.Netlink(socket_in_netns(pid, _socket.AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC,
                                                  netlink.NETLINK_ROUTE)) as ns:
                 lo = ns.link_index("lo")
                 if lo is not None:
@@ -268,16 +282,21 @@ def _add_interface_fast(pid: int, itf: Interface) -> None:
             try:
                 nl.delete_link(name=itf.host_name)
             except Exception:
-                with contextlib.suppress(Exception):
+                try:
                     _delete_link_pyroute2(itf.host_name)
+                except Exception:
+                    pass
             raise
 
 
 def _hairpin(host_name: str) -> None:
     # With br_netfilter, traffic a container sends to its own published port is DNATed and
     # bridged straight back out of the port it came in by: that needs hairpin mode.
-    with contextlib.suppress(OSError), open(f"/sys/class/net/{host_name}/brport/hairpin_mode", "w") as f:
-        f.write("1")
+    try:
+        with open(f"/sys/class/net/{host_name}/brport/hairpin_mode", "w") as f:
+            f.write("1")
+    except OSError:
+        pass
 
 
 # ---- links ----------------------------------------------------------------------------------
@@ -287,42 +306,69 @@ def link_exists(name: str) -> bool:
 
 def used_networks() -> list[ipaddress.IPv4Network]:
     """Every IPv4 network the host already routes or sits on (the default route excepted)."""
+    import ipaddress  # network create and subnet choice only: not on a container's start
+
     out: list[ipaddress.IPv4Network] = []
     with _ipr() as ipr:
-        for r in ipr.get_routes(family=socket.AF_INET, table=0):
+        for r in ipr.get_routes(family=_socket.AF_INET, table=0):
             if r["dst_len"] == 0:
                 continue
             dst = r.get("dst") or r.get_attr("RTA_DST")
             if dst:
-                with contextlib.suppress(ValueError):
+                try:
                     out.append(ipaddress.IPv4Network(f"{dst}/{r['dst_len']}", strict=False))
-        for a in ipr.get_addr(family=socket.AF_INET):
+                except ValueError:
+                    pass
+        for a in ipr.get_addr(family=_socket.AF_INET):
             addr = a.get("address") or a.get_attr("IFA_ADDRESS")
             if addr and not addr.startswith("127."):
                 out.append(ipaddress.IPv4Network(f"{addr}/{a['prefixlen']}", strict=False))
     return out
 
 
-def bridge_address(name: str) -> ipaddress.IPv4Interface | None:
-    """The first IPv4 address on a link (``172.17.0.1/16``), or None."""
+def bridge_cidr(name: str) -> str | None:
+    """The first IPv4 address on a link as text (``172.17.0.1/16``), or None: ``bridge_address``
+    without ``ipaddress`` (two ioctls; pyroute2 only if they fail or ``DOCKYARD_NETLINK=pyroute2``)."""
     if not link_exists(name):
         return None
     if use_fast_path():
-        with contextlib.suppress(OSError, ValueError):
-            return _bridge_address_ioctl(name)
+        try:
+            have = _bridge_address_ioctl(name)
+            return None if have is None else f"{netlink.ipv4_text(have[0])}/{have[1]}"
+        except (OSError, ValueError):
+            pass
     with _ipr() as ipr:
         idx = ipr.link_lookup(ifname=name)
         if not idx:
             return None
-        for a in ipr.get_addr(index=idx[0], family=socket.AF_INET):
+        for a in ipr.get_addr(index=idx[0], family=_socket.AF_INET):
             addr = a.get("address") or a.get_attr("IFA_ADDRESS")
             if addr:
-                return ipaddress.IPv4Interface(f"{addr}/{a['prefixlen']}")
+                ip, plen = netlink.ipv4_interface(f"{addr}/{a['prefixlen']}")
+                return f"{netlink.ipv4_text(ip)}/{plen}"
     return None
 
 
-def ensure_bridge(name: str, gateway: ipaddress.IPv4Interface, mtu: int = 1500) -> None:
-    """Create (or complete) a bridge with ``gateway`` on it, up, routing ``127.0.0.1`` traffic in."""
+def bridge_address(name: str) -> ipaddress.IPv4Interface | None:
+    """The first IPv4 address on a link (``172.17.0.1/16``), or None (see ``bridge_cidr``)."""
+    cidr = bridge_cidr(name)
+    if cidr is None:
+        return None
+    import ipaddress
+
+    return ipaddress.IPv4Interface(cidr)
+
+
+def _interface_parts(address: object) -> tuple[str, int, str]:
+    """(address, prefix length, broadcast) as text, of an ``IPv4Interface`` or ``a.b.c.d/n``."""
+    ip, plen = netlink.ipv4_interface(address)
+    return netlink.ipv4_text(ip), plen, netlink.ipv4_text(netlink.ipv4_broadcast(ip, plen))
+
+
+def ensure_bridge(name: str, gateway: ipaddress.IPv4Interface | str, mtu: int = 1500) -> None:
+    """Create (or complete) a bridge with ``gateway`` (an ``IPv4Interface`` or its text) on it, up,
+    routing ``127.0.0.1`` traffic in."""
+    gw_ip, gw_plen, gw_broadcast = _interface_parts(gateway)
     with _ipr() as ipr:
         idx = ipr.link_lookup(ifname=name)
         if not idx:
@@ -337,11 +383,10 @@ def ensure_bridge(name: str, gateway: ipaddress.IPv4Interface, mtu: int = 1500) 
         if not idx:
             raise NetworkError(f"failed to create bridge {name}")
         have = {(a.get("address") or a.get_attr("IFA_ADDRESS"), a["prefixlen"])
-                for a in ipr.get_addr(index=idx[0], family=socket.AF_INET)}
-        if (str(gateway.ip), gateway.network.prefixlen) not in have:
+                for a in ipr.get_addr(index=idx[0], family=_socket.AF_INET)}
+        if (gw_ip, gw_plen) not in have:
             try:
-                ipr.addr("add", index=idx[0], address=str(gateway.ip), prefixlen=gateway.network.prefixlen,
-                         broadcast=str(gateway.network.broadcast_address))
+                ipr.addr("add", index=idx[0], address=gw_ip, prefixlen=gw_plen, broadcast=gw_broadcast)
             except Exception as e:
                 if _netlink_code(e) != errno.EEXIST:
                     raise NetworkError(f"failed to add {gateway} to {name}: {e}") from e
@@ -358,8 +403,6 @@ def delete_link(name: str) -> bool:
     if not name or not link_exists(name):
         return False
     if use_fast_path():
-        from dockyard.runtime import netlink
-
         try:
             with netlink.Netlink() as nl:
                 nl.delete_link(name=name)
@@ -390,38 +433,47 @@ def _delete_link_pyroute2(name: str) -> bool:
 
 def links(prefix: str, kind: str | None = None) -> list[str]:
     """Names of host links starting with ``prefix`` (optionally of one kind: veth, bridge)."""
-    out = []
-    with contextlib.suppress(OSError):
-        for n in os.listdir("/sys/class/net"):
-            if not n.startswith(prefix):
+    out: list[str] = []
+    try:
+        names = os.listdir("/sys/class/net")
+    except OSError:
+        return out
+    for n in names:
+        if not n.startswith(prefix):
+            continue
+        if kind == "bridge" and not os.path.isdir(f"/sys/class/net/{n}/bridge"):
+            continue
+        if kind == "veth":
+            try:
+                with open(f"/sys/class/net/{n}/uevent") as f:
+                    if "DEVTYPE=" in f.read():  # veths have none; bridges say DEVTYPE=bridge
+                        continue
+            except OSError:
                 continue
-            if kind == "bridge" and not os.path.isdir(f"/sys/class/net/{n}/bridge"):
-                continue
-            if kind == "veth":
-                try:
-                    with open(f"/sys/class/net/{n}/uevent") as f:
-                        if "DEVTYPE=" in f.read():  # veths have none; bridges say DEVTYPE=bridge
-                            continue
-                except OSError:
-                    continue
-            out.append(n)
+        out.append(n)
     return out
 
 
 class Interface(MutableRecord):
-    """One container interface to plumb: ``host_name`` on ``bridge`` <-> ``ifname`` in the netns."""
+    """One container interface to plumb: ``host_name`` on ``bridge`` <-> ``ifname`` in the netns.
+
+    ``address`` is an ``ipaddress.IPv4Interface`` or its text (``172.17.0.2/16``), ``gateway`` an
+    ``ipaddress.IPv4Address``, its text or None: both are kept as the caller gave them (typed Any so
+    that callers of either kind read back their own type).
+    """
 
     host_name: str
     bridge: str
     ifname: str
     mac: str
-    address: ipaddress.IPv4Interface
-    gateway: ipaddress.IPv4Address | None  # a default route through it (the first network only)
+    address: Any  # ipaddress.IPv4Interface | str
+    gateway: Any  # ipaddress.IPv4Address | str | None: a default route through it (the first network only)
     mtu: int
     _fields = ("host_name", "bridge", "ifname", "mac", "address", "gateway", "mtu")
 
-    def __init__(self, host_name: str, bridge: str, ifname: str, mac: str, address: ipaddress.IPv4Interface,
-                 gateway: ipaddress.IPv4Address | None, mtu: int = 1500) -> None:
+    def __init__(self, host_name: str, bridge: str, ifname: str, mac: str,
+                 address: ipaddress.IPv4Interface | str, gateway: ipaddress.IPv4Address | str | None,
+                 mtu: int = 1500) -> None:
         self.__dict__.update(host_name=host_name, bridge=bridge, ifname=ifname, mac=mac, address=address,
                              gateway=gateway, mtu=mtu)
 
@@ -468,14 +520,16 @@ def _add_interface_pyroute2(pid: int, itf: Interface) -> None:
                     ns.link("set", index=lo[0], state="up")
                 eth = ns.link_lookup(ifname=itf.ifname)[0]
                 ns.link("set", index=eth, address=itf.mac)
-                ns.addr("add", index=eth, address=str(itf.address.ip), prefixlen=itf.address.network.prefixlen,
-                        broadcast=str(itf.address.network.broadcast_address))
+                ip, plen, broadcast = _interface_parts(itf.address)
+                ns.addr("add", index=eth, address=ip, prefixlen=plen, broadcast=broadcast)
                 ns.link("set", index=eth, state="up")
                 if itf.gateway is not None:
                     ns.route("add", dst="0.0.0.0/0", gateway=str(itf.gateway))
         except BaseException as e:
-            with contextlib.suppress(Exception):
+            try:
                 ipr.link("del", ifname=itf.host_name)
+            except Exception:
+                pass
             if isinstance(e, NetworkError):
                 raise
             raise NetworkError(f"failed to configure {itf.ifname} in the container: {e}") from e
@@ -551,6 +605,8 @@ class Nft:
         """``nft -j list ...`` as its objects; [] if the thing does not exist."""
         import subprocess
 
+        from dockyard.jsonc import loads as json_loads  # json's behaviour without its ``re`` chain
+
         try:
             p = subprocess.run([self.binary, "-j", *args], capture_output=True, timeout=30)
         except FileNotFoundError:
@@ -558,7 +614,7 @@ class Nft:
         if p.returncode != 0 or not p.stdout.strip():
             return []
         try:
-            data = json.loads(p.stdout)
+            data = json_loads(p.stdout)
         except ValueError:
             return []
         return [x for x in data.get("nftables", []) if "metainfo" not in x]
@@ -721,11 +777,15 @@ def _prefix_str(e: Any) -> str | None:
     if isinstance(e, dict) and "prefix" in e:
         return f"{e['prefix']['addr']}/{e['prefix']['len']}"
     if isinstance(e, dict) and "range" in e:
+        import ipaddress  # a set element nft shows as a range: rare
+
         lo, hi = e["range"]
-        with contextlib.suppress(ValueError):
+        try:
             nets = list(ipaddress.summarize_address_range(ipaddress.IPv4Address(lo), ipaddress.IPv4Address(hi)))
             if len(nets) == 1:
                 return str(nets[0])
+        except ValueError:
+            pass
         return None
     if isinstance(e, str):
         return e if "/" in e else f"{e}/32"
@@ -740,6 +800,8 @@ def reserve_port(proto: str, host_ip: str, ports: Iterator[int] | list[int]) -> 
     it. Bound without SO_REUSEADDR, it makes every later bind of that port fail as Docker's
     reservation does. Raises OSError (EADDRINUSE for the last port tried).
     """
+    import socket  # a ``socket.socket`` is what the caller keeps; ``-p`` runs ``nft`` anyway
+
     kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
     last: OSError | None = None
     for port in ports:

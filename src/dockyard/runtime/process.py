@@ -206,21 +206,23 @@ def setup_console(sock_fd: int, process: dict[str, object], mount_console: bool)
     The master travels with SCM_RIGHTS and the pty's path as the message body -- exactly runc's
     protocol, which is what conmon and ``recvtty`` expect.
     """
-    import fcntl  # these three are preloaded by the caller before pivot_root (see builtin.preload)
-    import socket
-    import struct
+    # These three are preloaded by the caller before pivot_root (see builtin.preload): the C modules
+    # under ``socket`` and ``struct``, whose wrappers cost milliseconds (``socket`` builds IntEnums).
+    import _socket
+    import _struct
+    import fcntl
 
     try:
         master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as e:
         raise RuntimeFailure(f"failed to open /dev/ptmx in the container: {e.strerror}")
-    fcntl.ioctl(master, L.TIOCSPTLCK, struct.pack("i", 0))
-    n = struct.unpack("I", fcntl.ioctl(master, L.TIOCGPTN, struct.pack("I", 0)))[0]
+    fcntl.ioctl(master, L.TIOCSPTLCK, _struct.pack("i", 0))
+    n = _struct.unpack("I", fcntl.ioctl(master, L.TIOCGPTN, _struct.pack("I", 0)))[0]
     slave_path = f"/dev/pts/{n}"
     slave = os.open(slave_path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     size = process.get("consoleSize")
     if isinstance(size, dict):
-        winsize = struct.pack("HHHH", int(size.get("height", 0)), int(size.get("width", 0)), 0, 0)
+        winsize = _struct.pack("HHHH", int(size.get("height", 0)), int(size.get("width", 0)), 0, 0)
         fcntl.ioctl(slave, L.TIOCSWINSZ, winsize)
     if mount_console:
         try:
@@ -229,9 +231,9 @@ def setup_console(sock_fd: int, process: dict[str, object], mount_console: bool)
             L.mount(slave_path, "/dev/console", None, L.MS_BIND)
         except OSError:
             pass  # a read-only /dev: the console is a convenience, not a requirement
-    sock = socket.socket(fileno=sock_fd)
+    sock = _socket.socket(fileno=sock_fd)
     try:
-        socket.send_fds(sock, [slave_path.encode()], [master])
+        L.send_fds(sock, [slave_path.encode()], [master])
     except OSError as e:
         raise RuntimeFailure(f"failed to send the console master over the console socket: {e.strerror}")
     finally:

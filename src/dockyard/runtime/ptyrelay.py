@@ -2,14 +2,19 @@
 
 Used wherever the caller itself holds the master (``dockyard exec -t``, ``dockyard-runtime run/exec -t``
 without a console socket); a container's own tty goes through its monitor instead (runtime/attach.py).
+No ``signal`` or ``contextlib`` here: ``exec -t`` would pay for their imports (``signal`` builds enums).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
-import signal
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    import signal
+else:
+    import _signal as signal  # the C module: ``signal`` wraps it in enums, and ``enum`` costs ~4 ms
 
 
 def relay(master: int, *, stdin: bool = True, pid: int | None = None) -> None:
@@ -27,8 +32,10 @@ def relay(master: int, *, stdin: bool = True, pid: int | None = None) -> None:
         import tty
 
         def resize(_signum: int = 0, _frame: object = None) -> None:
-            with contextlib.suppress(OSError):
+            try:
                 fcntl.ioctl(master, termios.TIOCSWINSZ, fcntl.ioctl(0, termios.TIOCGWINSZ, b"\0" * 8))
+            except OSError:
+                pass
 
         resize()
         old_winch = signal.signal(signal.SIGWINCH, resize)
@@ -58,12 +65,14 @@ def relay(master: int, *, stdin: bool = True, pid: int | None = None) -> None:
                 else:
                     watch.remove(0)
             if pidfd is not None and pidfd in ready:
-                with contextlib.suppress(OSError):  # what the process wrote just before it ended
+                try:  # what the process wrote just before it ended
                     while select.select([master], [], [], 0.05)[0]:
                         data = os.read(master, 65536)
                         if not data:
                             break
                         os.write(1, data)
+                except OSError:
+                    pass
                 return
     finally:
         if restore is not None:
