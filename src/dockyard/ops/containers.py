@@ -9,49 +9,119 @@ noticed instead of believed.
 
 from __future__ import annotations
 
-import contextlib
-import json
+import _signal
 import os
-import signal
 import time
-from collections.abc import Callable
-from pathlib import Path
 
+from dockyard import jsonc
 from dockyard.errors import Conflict, ContainerNotFound, InvalidArgument, RuntimeFailure
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
     from typing import Any
 
     from dockyard.engine import Engine
     from dockyard.runtime.runopts import RunOptions
 
+# `run`, `start`, `ps` and `rm` go through here: no contextlib, json, signal or pathlib (with re, enum,
+# collections and urllib.parse behind them, ~10 ms a command). Paths are strs (``eng.root_dir``).
+
+
+def container_path(eng: Engine, cid: str) -> str:
+    """``containers/<id>`` under the engine's root."""
+    return os.path.join(eng.root_dir, "containers", cid)
+
 
 def container_dir(eng: Engine, cid: str) -> Path:
-    return eng.root / "containers" / cid
+    """``container_path`` as a Path, for callers off the run path."""
+    from pathlib import Path
+
+    return Path(container_path(eng, cid))
 
 
-def run_root() -> Path:
-    return Path(os.environ.get("DOCKYARD_RUN_ROOT", "/run/dockyard"))
+def run_root() -> str:
+    return os.environ.get("DOCKYARD_RUN_ROOT", "/run/dockyard")
 
 
-def attach_socket(cid: str) -> Path:
+def attach_socket(cid: str) -> str:
     """Unix socket paths are limited to 108 bytes, so sockets live under the short run root."""
-    d = run_root() / "sock"
-    d.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return d / f"{cid}.attach"
+    d = os.path.join(run_root(), "sock")
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    return os.path.join(d, f"{cid}.attach")
 
 
 def runtime_for(eng: Engine, name: str | None = None) -> Any:
     name = name or os.environ.get("DOCKYARD_RUNTIME", "builtin")
-    run_root = Path(os.environ.get("DOCKYARD_RUN_ROOT", "/run/dockyard"))
     if name in ("builtin", "dockyard"):
         from dockyard.runtime.builtin import BuiltinRuntime
 
-        return BuiltinRuntime(root=run_root / "runtime")
+        return BuiltinRuntime(root=os.path.join(run_root(), "runtime"))
     from dockyard.runtime.external import ExternalRuntime
 
-    return ExternalRuntime(name, root=run_root / name)
+    return ExternalRuntime(name, root=os.path.join(run_root(), name))
+
+
+def _read_text(path: str, errors: str | None = None) -> str:
+    with open(path, errors=errors) as f:
+        return f.read()
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def _remove_tree(path: str) -> None:
+    """Delete a container's directory, however deep, never following symlinks; missing is fine.
+
+    ``dockyard.store.layers.remove_tree``'s walk (iterative, one descriptor at a time), here because
+    importing that module (tarfile, pathlib) or shutil would cost ``rm`` and the monitor's ``--rm``
+    cleanup more than the removal itself."""
+    import stat
+
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    parent, name = os.path.split(os.path.abspath(path))
+    if not name:
+        raise ValueError("refusing to remove /")
+    pfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(name, dir_fd=pfd)
+            return
+        cur = os.open(name, flags, dir_fd=pfd)
+        stack = [(name, iter(os.listdir(cur)))]
+        try:
+            while stack:
+                for child in stack[-1][1]:
+                    try:
+                        st = os.stat(child, dir_fd=cur, follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    if stat.S_ISDIR(st.st_mode):
+                        nfd = os.open(child, flags, dir_fd=cur)
+                        os.close(cur)
+                        cur = nfd
+                        stack.append((child, iter(os.listdir(cur))))
+                        break
+                    os.unlink(child, dir_fd=cur)
+                else:
+                    done, _ = stack.pop()
+                    if stack:
+                        nfd = os.open("..", flags, dir_fd=cur)
+                        os.close(cur)
+                        cur = nfd
+                        os.rmdir(done, dir_fd=cur)
+        finally:
+            os.close(cur)
+        os.rmdir(name, dir_fd=pfd)
+    finally:
+        os.close(pfd)
 
 
 # ---- resolving ------------------------------------------------------------------------------
@@ -71,8 +141,8 @@ def resolve(eng: Engine, name_or_id: str) -> dict[str, Any]:
 
 def _decode(row: Any) -> dict[str, Any]:
     d = dict(row)
-    d["config"] = json.loads(d["config"])
-    d["state"] = json.loads(d["state"])
+    d["config"] = jsonc.loads(d["config"])
+    d["state"] = jsonc.loads(d["state"])
     return d
 
 
@@ -96,8 +166,10 @@ def refresh(eng: Engine, c: dict[str, Any]) -> dict[str, Any]:
     st = c["state"]
     if st.get("status") in ("running", "paused", "restarting") and not monitor_alive(st):
         # The monitor died (killed, or the machine rebooted): the container cannot be relied on.
-        with contextlib.suppress(Exception):
+        try:
             runtime_for(eng, c["config"].get("runtime")).delete(c["id"], force=True)
+        except Exception:
+            pass
         _unmount(eng, c)
         st = eng.db.update_container_state(
             c["id"], status="exited", exit_code=255,
@@ -132,19 +204,21 @@ def create(eng: Engine, image: str, opts: RunOptions, *, name: str | None = None
     cid = random_hex(32)
     name = name or names.generate(taken)
     chain = eng.image_chain(image_id)
-    cdir = container_dir(eng, cid)
-    cdir.mkdir(parents=True)
+    cdir = container_path(eng, cid)
+    os.makedirs(cdir)
     vp = None
     try:
         uses_volumes = bool(opts.volumes_from or cfg.config.get("Volumes")
                             or any(m.type == "volume" for m in opts.mounts))
-        snapshots.prepare(cdir / "fs", [x.path for x in chain])
+        snapshots.prepare(os.path.join(cdir, "fs"), [x.diff_dir for x in chain])
         if uses_volumes:
+            from pathlib import Path
+
             from dockyard.ops import volumes as vols
 
             if opts.volumes_from:
                 opts.mounts = vols.resolve_volumes_from(eng, opts.volumes_from, opts.mounts)
-            with vols.image_rootfs([x.path for x in chain], cdir) as lookup:
+            with vols.image_rootfs([x.path for x in chain], Path(cdir)) as lookup:
                 vp = vols.prepare_for_container(eng, lookup, opts, cfg.config)
         opts_json = _opts_to_json(opts)
         spec_inputs = _write_bundle(eng, cid, cdir, cfg.config, opts, opts_json, image_id, vp)
@@ -168,14 +242,18 @@ def create(eng: Engine, image: str, opts: RunOptions, *, name: str | None = None
     except BaseException:
         import shutil
 
-        with contextlib.suppress(Exception):
-            snapshots.unmount(snapshots.Snapshot(cdir / "fs", [], "overlay"))
-        with contextlib.suppress(Exception):
+        try:
+            snapshots.unmount(snapshots.Snapshot(os.path.join(cdir, "fs"), [], "overlay"))
+        except Exception:
+            pass
+        try:
             from dockyard.ops import volumes as vols
 
             if vp is not None:
                 vols.discard_created(eng, vp)
             vols.teardown_shm(vols.shm_dir(eng, cid))
+        except Exception:
+            pass
         shutil.rmtree(cdir, ignore_errors=True)
         raise
     return cid
@@ -205,35 +283,39 @@ def _ensure_image(eng: Engine, image: str, out: Any) -> str:
 
 def _opts_to_json(opts: Any) -> dict[str, Any]:
     try:
-        return json.loads(json.dumps(opts.to_dict(), default=str))
+        d = opts.to_dict()
+        try:
+            text = jsonc.dumps(d)  # the C encoder; json (``default=str``) only for a value it refuses
+        except TypeError:
+            text = jsonc.dumps(d, default=str)
+        return jsonc.loads(text)
     except TypeError:
         return {}
 
 
-def _write_default_etc_files(cdir: Path, opts: RunOptions, hostname: str) -> None:
-    (cdir / "hosts").write_text(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-        "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
-        + ("" if getattr(opts, "network", "none") == "host" else f"127.0.1.1\t{hostname}\n"))
-    resolv = Path("/etc/resolv.conf")
+def _write_default_etc_files(cdir: str, opts: RunOptions, hostname: str) -> None:
+    _write_text(os.path.join(cdir, "hosts"),
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+                + ("" if getattr(opts, "network", "none") == "host" else f"127.0.1.1\t{hostname}\n"))
     try:
-        text = resolv.read_text()
+        text = _read_text("/etc/resolv.conf")
         if "127.0.0." in text and getattr(opts, "network", "") != "host":
             text = "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
     except OSError:
         text = ""
-    (cdir / "resolv.conf").write_text(text)
+    _write_text(os.path.join(cdir, "resolv.conf"), text)
 
 
-def _write_bundle(eng: Engine, cid: str, cdir: Path, image_config: dict[str, Any], opts: RunOptions,
+def _write_bundle(eng: Engine, cid: str, cdir: str, image_config: dict[str, Any], opts: RunOptions,
                   opts_json: dict[str, Any], image_id: str, vp: Any = None) -> dict[str, Any]:
     from dockyard.runtime import spec as specmod
     from dockyard.store import snapshots
 
-    snap = snapshots.Snapshot(cdir / "fs", [], snapshots.default_driver())
+    snap = snapshots.Snapshot(os.path.join(cdir, "fs"), [], snapshots.default_driver())
     host_hostname = os.uname().nodename
     hostname = specmod.container_hostname(opts, cid, host_hostname)  # the host's own with --network host
-    (cdir / "hostname").write_text(hostname + "\n")
+    _write_text(os.path.join(cdir, "hostname"), hostname + "\n")
     settings = None
     if getattr(opts, "network", "") in ("none", "host"):
         # Write now what a network attach would write for these modes, and their NetworkSettings: nothing
@@ -261,8 +343,8 @@ def _write_bundle(eng: Engine, cid: str, cdir: Path, image_config: dict[str, Any
                                     "network": f"/proc/{other['state']['pid']}/ns/net"}
     spec = specmod.build_spec(
         image_config, opts, container_id=cid, rootfs=str(snap.rootfs),
-        hostname_path=str(cdir / "hostname"), hosts_path=str(cdir / "hosts"),
-        resolv_conf_path=str(cdir / "resolv.conf"), passwd_text=passwd, group_text=group,
+        hostname_path=os.path.join(cdir, "hostname"), hosts_path=os.path.join(cdir, "hosts"),
+        resolv_conf_path=os.path.join(cdir, "resolv.conf"), passwd_text=passwd, group_text=group,
         cgroups_path=f"/dockyard/{cid}", volume_paths=vp, host_hostname=host_hostname,
         devices=[d for m in opts.devices for d in specmod.resolve_device(m)],
         host_devices=specmod.list_host_devices() if opts.privileged else (),
@@ -275,15 +357,17 @@ def _write_bundle(eng: Engine, cid: str, cdir: Path, image_config: dict[str, Any
         if opts.gpus:
             edits.extend(devmod.gpu_edits(opts.gpus, image_env=spec["process"]["env"]))
         if getattr(opts, "x11", False):
+            from pathlib import Path
+
             from dockyard.runtime import display
 
             u = spec["process"]["user"]
-            edits.extend(display.x11_edits(os.environ, cookie_dir=cdir, uid=u["uid"], gid=u["gid"]))
+            edits.extend(display.x11_edits(os.environ, cookie_dir=Path(cdir), uid=u["uid"], gid=u["gid"]))
         devmod.apply_edits(spec, edits)
     _limit_caps_to_host(spec)
-    tmp = cdir / "config.json.tmp"
-    tmp.write_text(json.dumps(spec))  # no indent: only then does json use its C encoder
-    os.rename(tmp, cdir / "config.json")
+    tmp = os.path.join(cdir, "config.json.tmp")
+    _write_text(tmp, jsonc.dumps(spec))
+    os.rename(tmp, os.path.join(cdir, "config.json"))
     return {"args": spec["process"]["args"], "hostname": hostname, "network": settings}
 
 
@@ -304,41 +388,57 @@ def _limit_caps_to_host(spec: dict[str, Any]) -> None:
 
 def _read_container_file(eng: Engine, image_id: str, rel: str) -> str | None:
     for layer in reversed(eng.image_chain(image_id)):
-        p = layer.path / rel
+        p = os.path.join(layer.diff_dir, rel)
         try:
-            if p.is_file() and not p.is_symlink():
-                return p.read_text(errors="replace")
+            if os.path.isfile(p) and not os.path.islink(p):
+                return _read_text(p, errors="replace")
         except OSError:
             continue
     return None
 
 
 # ---- start ----------------------------------------------------------------------------------
-def start(eng: Engine, cid: str, *, wait_attach: bool = False) -> Path:
+def start(eng: Engine, cid: str, *, wait_attach: bool = False) -> str:
     """Mount the container's filesystem and fork its monitor; returns the attach socket path.
 
     Takes the full ID: the row is read under the container's lock, so a caller's copy would be stale.
 
     Raises the runtime's error (e.g. CommandNotFound, 127) if the container cannot be created.
     """
-    with container_lock(container_dir(eng, cid)) as lock_fd:
+    with container_lock(container_path(eng, cid)) as lock_fd:
         return _start_locked(eng, resolve(eng, cid), wait_attach=wait_attach, lock_fd=lock_fd)
 
 
-@contextlib.contextmanager
-def container_lock(cdir: Path) -> Any:
-    """Serialises a container's start with the previous run's cleanup (both mount and unmount)."""
-    import fcntl
+class _ContainerLock:
+    """``with container_lock(cdir) as fd``: a class, not ``contextlib.contextmanager`` (start-up time)."""
 
-    fd = os.open(cdir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield fd
-    finally:
+    def __init__(self, cdir: str | os.PathLike[str]) -> None:
+        self._path = os.path.join(os.fspath(cdir), "lock")
+        self._fd = -1
+
+    def __enter__(self) -> int:
+        import fcntl
+
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return fd
+
+    def __exit__(self, *exc: object) -> None:
+        fd, self._fd = self._fd, -1
         os.close(fd)
 
 
-def _start_locked(eng: Engine, c: dict[str, Any], *, wait_attach: bool, lock_fd: int) -> Path:
+def container_lock(cdir: str | os.PathLike[str]) -> _ContainerLock:
+    """Serialises a container's start with the previous run's cleanup (both mount and unmount)."""
+    return _ContainerLock(cdir)
+
+
+def _start_locked(eng: Engine, c: dict[str, Any], *, wait_attach: bool, lock_fd: int) -> str:
     from dockyard.runtime.monitor import MonitorConfig, run_monitor
     from dockyard.store import snapshots
 
@@ -347,21 +447,23 @@ def _start_locked(eng: Engine, c: dict[str, Any], *, wait_attach: bool, lock_fd:
     if status in ("running", "paused"):
         return attach_socket(c["id"])
     cid = c["id"]
-    cdir = container_dir(eng, cid)
+    cdir = container_path(eng, cid)
     rt = runtime_for(eng, c["config"].get("runtime"))
-    with contextlib.suppress(Exception):
+    try:
         rt.delete(cid, force=True)  # a stopped runtime record from the last run
-    chain = [eng.layers.diff_path(x) for x in c["config"]["chain"]]
-    snap = snapshots.Snapshot(cdir / "fs", chain, snapshots.default_driver())
+    except Exception:
+        pass
+    chain = [eng.layers.diff_dir(x) for x in c["config"]["chain"]]
+    snap = snapshots.Snapshot(os.path.join(cdir, "fs"), chain, snapshots.default_driver())
     snapshots.mount(snap)
     mcfg = MonitorConfig(
-        container_id=cid, bundle=cdir, log_path=cdir / f"{cid}-json.log", attach_path=attach_socket(cid),
+        container_id=cid, bundle=cdir, log_path=os.path.join(cdir, f"{cid}-json.log"), attach_path=attach_socket(cid),
         tty=c["config"].get("tty", False), open_stdin=c["config"].get("open_stdin", False),
         stdin_once=c["config"].get("open_stdin", False), wait_attach=wait_attach,
     )
     from dockyard.engine import Engine as _Engine
 
-    root = eng.root
+    root = eng.root_dir
     auto_remove = c["config"].get("auto_remove", False)
 
     # The monitor's one Engine, opened after the fork and kept until the container is cleaned up:
@@ -408,18 +510,22 @@ def _start_locked(eng: Engine, c: dict[str, Any], *, wait_attach: bool, lock_fd:
                                             finished_at=time.time(), oom_killed=oom)
 
             def cleanup() -> None:
-                with contextlib.suppress(Exception):
+                try:
                     rt.delete(cid, force=True)
-                with contextlib.suppress(Exception):
+                except Exception:
+                    pass
+                try:
                     from dockyard.ops import networks
 
                     networks.detach(mon_engine(), cid, forget=auto_remove)
+                except Exception:
+                    pass
                 snapshots.unmount(snap)
                 if auto_remove:
-                    from dockyard.store.layers import remove_tree
-
-                    with contextlib.suppress(OSError):
-                        remove_tree(cdir)
+                    try:
+                        _remove_tree(cdir)
+                    except OSError:
+                        pass
 
             def locked_cleanup() -> None:
                 with container_lock(cdir):  # a `start` right after us must not race the unmount
@@ -442,13 +548,15 @@ def _start_locked(eng: Engine, c: dict[str, Any], *, wait_attach: bool, lock_fd:
     with os.fdopen(ready_r, "rb") as f:
         line = f.readline()
     try:
-        msg = json.loads(line) if line else {"error": "the container monitor exited before starting the container"}
+        msg = jsonc.loads(line) if line else {"error": "the container monitor exited before starting the container"}
     except ValueError:
         msg = {"error": line.decode(errors="replace").strip()}
     if "error" in msg:
         os.waitpid(pid, 0)
-        with contextlib.suppress(Exception):
+        try:
             rt.delete(cid, force=True)
+        except Exception:
+            pass
         snapshots.unmount(snap)
         eng.db.update_container_state(cid, status="created" if status == "created" else "exited",
                                       exit_code=msg.get("exit_code", 125), error=msg["error"])
@@ -476,7 +584,7 @@ def _signal_number(sig: str | int) -> int:
     if not s.startswith("SIG"):
         s = "SIG" + s
     try:
-        return int(getattr(signal, s))
+        return int(getattr(_signal, s))  # the C module's ints: ``signal`` would build its enums first
     except AttributeError:
         raise InvalidArgument(f"invalid signal: {sig}")
 
@@ -488,12 +596,14 @@ def kill(eng: Engine, c: dict[str, Any], sig: str | int = "KILL") -> None:
     num = _signal_number(sig)
     rt = runtime_for(eng, c["config"].get("runtime"))
     try:
-        rt.kill(c["id"], num, all=num == signal.SIGKILL)
+        rt.kill(c["id"], num, all=num == _signal.SIGKILL)
     except Exception:
         pid = c["state"].get("pid")
         if pid:
-            with contextlib.suppress(ProcessLookupError):
+            try:
                 os.kill(pid, num)
+            except ProcessLookupError:
+                pass
 
 
 def wait(eng: Engine, c: dict[str, Any], timeout: float | None = None) -> int:
@@ -509,7 +619,7 @@ def wait(eng: Engine, c: dict[str, Any], timeout: float | None = None) -> int:
         if fd >= 0:
             import select
 
-            with contextlib.closing(os.fdopen(fd)):
+            try:
                 # The monitor may linger a moment after recording the exit; the row is the truth.
                 while True:
                     r = resolve(eng, c["id"]) if _exists(eng, c["id"]) else None
@@ -519,6 +629,8 @@ def wait(eng: Engine, c: dict[str, Any], timeout: float | None = None) -> int:
                     if left == 0.0:
                         raise TimeoutError
                     select.select([fd], [], [], min(left, 0.25) if left is not None else 0.25)
+            finally:
+                os.close(fd)
     if not _exists(eng, c["id"]):
         return int(c["state"].get("exit_code") or 0)
     c = refresh(eng, resolve(eng, c["id"]))
@@ -539,13 +651,17 @@ def stop(eng: Engine, c: dict[str, Any], timeout: int | None = None) -> None:
         timeout = c["config"].get("opts", {}).get("stop_timeout") or 10
     if c["state"].get("status") == "paused":
         unpause(eng, c)
-    with contextlib.suppress(Conflict):
+    try:
         kill(eng, c, stop_signal)
+    except Conflict:
+        pass
     try:
         wait(eng, c, timeout=float(timeout))
     except TimeoutError:
-        with contextlib.suppress(Conflict):
+        try:
             kill(eng, resolve(eng, c["id"]), "KILL")
+        except Conflict:
+            pass
         wait(eng, c, timeout=30)
 
 
@@ -567,34 +683,50 @@ def unpause(eng: Engine, c: dict[str, Any]) -> None:
 def _unmount(eng: Engine, c: dict[str, Any]) -> None:
     from dockyard.store import snapshots
 
-    snapshots.unmount(snapshots.Snapshot(container_dir(eng, c["id"]) / "fs", [], "overlay"))
+    snapshots.unmount(snapshots.Snapshot(os.path.join(container_path(eng, c["id"]), "fs"), [], "overlay"))
 
 
 def remove(eng: Engine, c: dict[str, Any], *, force: bool = False, remove_volumes: bool = False) -> None:
-    import shutil
-
     c = refresh(eng, c)
     if c["state"].get("status") in ("running", "paused"):
         if not force:
             raise Conflict(f"cannot remove container \"/{c['name']}\": container is running: stop the "
                            "container before removing or force remove")
         kill(eng, c, "KILL")
-        with contextlib.suppress(TimeoutError):
+        try:
             wait(eng, c, timeout=10)
-    with contextlib.suppress(Exception):
+        except TimeoutError:
+            pass
+    try:
         runtime_for(eng, c["config"].get("runtime")).delete(c["id"], force=True)
-    from dockyard.ops import networks, volumes
+    except Exception:
+        pass
+    from dockyard.ops import networks
 
-    with contextlib.suppress(Exception):
+    try:
         networks.detach(eng, c, forget=True)
+    except Exception:
+        pass
     _unmount(eng, c)
-    cdir = container_dir(eng, c["id"])
-    names = volumes.container_volumes(eng, c)
+    cdir = container_path(eng, c["id"])
+    # ops.volumes (re, json, pathlib...) only for a container that has something for it to do.
+    release = bool(remove_volumes or c["config"].get("auto_remove"))
+    names: dict[str, str] = {}
+    if release:
+        from dockyard.ops import volumes
+
+        names = volumes.container_volumes(eng, c)
     eng.db.remove_container(c["id"])
-    if remove_volumes or c["config"].get("auto_remove"):
+    if release:
         volumes.release(eng, names, container_id=c["id"])
-    volumes.teardown_shm(volumes.shm_dir(eng, c["id"]))
-    shutil.rmtree(cdir, ignore_errors=True)
+    if os.path.isdir(os.path.join(cdir, "mounts", "shm")):  # volumes.shm_dir: without it, nothing is mounted
+        from dockyard.ops import volumes
+
+        volumes.teardown_shm(volumes.shm_dir(eng, c["id"]))
+    try:
+        _remove_tree(cdir)
+    except OSError:
+        pass
 
 
 def rename(eng: Engine, c: dict[str, Any], new: str) -> None:
@@ -611,6 +743,10 @@ def rename(eng: Engine, c: dict[str, Any], new: str) -> None:
 # ---- logs -----------------------------------------------------------------------------------
 def log_path(eng: Engine, c: dict[str, Any]) -> Path:
     return container_dir(eng, c["id"]) / f"{c['id']}-json.log"
+
+
+def _log_file(eng: Engine, c: dict[str, Any]) -> str:
+    return os.path.join(container_path(eng, c["id"]), f"{c['id']}-json.log")
 
 
 # ---- commit ---------------------------------------------------------------------------------
@@ -631,9 +767,11 @@ def commit(eng: Engine, c: dict[str, Any], repo_tag: str | None = None, *, messa
     lowers = [eng.layers.diff_path(x) for x in c["config"]["chain"]]
     paused = False
     if pause_it and c["state"].get("status") == "running":
-        with contextlib.suppress(Exception):
+        try:
             pause(eng, c)
             paused = True
+        except Exception:
+            pass
     try:
         base = eng.image_config(c["image_id"])
         new_config = copy.deepcopy(base.data)
@@ -643,6 +781,8 @@ def commit(eng: Engine, c: dict[str, Any], repo_tag: str | None = None, *, messa
         new_config["config"] = run_config
         with eng.layers.using(), tempfile.TemporaryFile(dir=eng.content.ingest_dir) as tmp:
             if os.environ.get("DOCKYARD_SNAPSHOTTER") == "copy":
+                from pathlib import Path
+
                 merged = Path(tempfile.mkdtemp(dir=eng.content.ingest_dir))
                 for low in lowers:
                     layers_mod.copy_layer_apply(low, merged)
@@ -676,8 +816,10 @@ def commit(eng: Engine, c: dict[str, Any], repo_tag: str | None = None, *, messa
                                     parent=c["image_id"])
     finally:
         if paused:
-            with contextlib.suppress(Exception):
+            try:
                 unpause(eng, resolve(eng, c["id"]))
+            except Exception:
+                pass
 
 
 # ---- inspect --------------------------------------------------------------------------------
@@ -690,7 +832,7 @@ def inspect(eng: Engine, c: dict[str, Any]) -> dict[str, Any]:
     opts = cfg.get("opts", {})
     status = st.get("status", "created")
     zero = "0001-01-01T00:00:00Z"
-    cdir = container_dir(eng, c["id"])
+    cdir = container_path(eng, c["id"])
     img_cfg = cfg.get("image_config", {})
     args = cfg.get("args", [])
     return {
@@ -707,10 +849,10 @@ def inspect(eng: Engine, c: dict[str, Any]) -> dict[str, Any]:
             "FinishedAt": rfc3339(st["finished_at"]) if st.get("finished_at") else zero,
         },
         "Image": c["image_id"],
-        "ResolvConfPath": str(cdir / "resolv.conf"),
-        "HostnamePath": str(cdir / "hostname"),
-        "HostsPath": str(cdir / "hosts"),
-        "LogPath": str(log_path(eng, c)),
+        "ResolvConfPath": os.path.join(cdir, "resolv.conf"),
+        "HostnamePath": os.path.join(cdir, "hostname"),
+        "HostsPath": os.path.join(cdir, "hosts"),
+        "LogPath": _log_file(eng, c),
         "Name": "/" + c["name"],
         "RestartCount": 0,
         "Driver": "overlay2",
@@ -730,9 +872,9 @@ def inspect(eng: Engine, c: dict[str, Any]) -> dict[str, Any]:
             "Runtime": cfg.get("runtime", "builtin"),
         },
         "GraphDriver": {"Name": "overlay2", "Data": {
-            "LowerDir": ":".join(str(eng.layers.diff_path(x)) for x in reversed(cfg.get("chain", []))),
-            "UpperDir": str(cdir / "fs" / "upper"), "WorkDir": str(cdir / "fs" / "work"),
-            "MergedDir": str(cdir / "fs" / "merged")}},
+            "LowerDir": ":".join(eng.layers.diff_dir(x) for x in reversed(cfg.get("chain", []))),
+            "UpperDir": os.path.join(cdir, "fs", "upper"), "WorkDir": os.path.join(cdir, "fs", "work"),
+            "MergedDir": os.path.join(cdir, "fs", "merged")}},
         "Mounts": cfg.get("mounts") or [],
         "Config": {
             "Hostname": cfg.get("hostname", c["id"][:12]), "Domainname": "", "User": opts.get("user") or
@@ -752,29 +894,45 @@ def inspect(eng: Engine, c: dict[str, Any]) -> dict[str, Any]:
 
 def _env_of(eng: Engine, c: dict[str, Any]) -> list[str]:
     try:
-        with open(container_dir(eng, c["id"]) / "config.json") as f:
-            return list(json.load(f)["process"].get("env", []))
+        with open(os.path.join(container_path(eng, c["id"]), "config.json")) as f:
+            return list(jsonc.loads(f.read())["process"].get("env", []))
     except (OSError, ValueError, KeyError):
         return []
 
 
 # ---- export / cp ----------------------------------------------------------------------------
-@contextlib.contextmanager
-def mounted(eng: Engine, c: dict[str, Any]) -> Any:
-    """The container's merged filesystem, mounted for the duration (already mounted if running)."""
-    from dockyard.store import snapshots
+class _Mounted:
+    """``with mounted(eng, c) as rootfs``: a class, not ``contextlib.contextmanager`` (start-up time)."""
 
-    cdir = container_dir(eng, c["id"])
-    snap = snapshots.Snapshot(cdir / "fs", [eng.layers.diff_path(x) for x in c["config"]["chain"]],
-                              snapshots.default_driver())
-    was = snapshots.is_mounted(snap.rootfs)
-    if not was:
-        snapshots.mount(snap)
-    try:
-        yield snap.rootfs
-    finally:
-        if not was and refresh(eng, resolve(eng, c["id"]))["state"].get("status") not in ("running", "paused"):
+    def __init__(self, eng: Engine, c: dict[str, Any]) -> None:
+        self._eng, self._c = eng, c
+        self._snap: Any = None
+
+    def __enter__(self) -> Any:
+        from dockyard.store import snapshots
+
+        eng, c = self._eng, self._c
+        snap = snapshots.Snapshot(os.path.join(container_path(eng, c["id"]), "fs"),
+                                  [eng.layers.diff_dir(x) for x in c["config"]["chain"]],
+                                  snapshots.default_driver())
+        if not snapshots.is_mounted(snap.rootfs):
+            snapshots.mount(snap)
+            self._snap = snap  # ours to take down
+        return snap.rootfs
+
+    def __exit__(self, *exc: object) -> None:
+        from dockyard.store import snapshots
+
+        snap, self._snap = self._snap, None
+        eng = self._eng
+        if snap is not None and refresh(eng, resolve(eng, self._c["id"]))["state"].get("status") not in (
+                "running", "paused"):
             snapshots.unmount(snap)
+
+
+def mounted(eng: Engine, c: dict[str, Any]) -> _Mounted:
+    """The container's merged filesystem, mounted for the duration (already mounted if running)."""
+    return _Mounted(eng, c)
 
 
 def export(eng: Engine, c: dict[str, Any], output: str | None) -> None:
@@ -792,14 +950,17 @@ def export(eng: Engine, c: dict[str, Any], output: str | None) -> None:
                 layers_mod.write_diff_tar(rootfs, f)
             os.rename(tmp, output)
         except BaseException:
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 os.unlink(tmp)
+            except FileNotFoundError:
+                pass
             raise
 
 
 def copy(eng: Engine, src: str, dest: str) -> None:
     """``docker cp`` in either direction, with Docker's rules for directories and trailing slashes."""
     import shutil
+    from pathlib import Path
 
     from dockyard.store import snapshots
 

@@ -22,26 +22,38 @@ before its process starts; ``detach`` when it exited (``forget=True`` on ``rm``)
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
-import ipaddress
-import json
 import os
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
+from dockyard import jsonc
 from dockyard.digest import random_hex
 from dockyard.errors import Conflict, DockyardError, InvalidArgument, NotFound, RuntimeFailure
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    import ipaddress
     import socket
     import sqlite3
+    from collections.abc import Iterator
+    from pathlib import Path
     from typing import Any
 
     from dockyard.engine import Engine
+
+# `run` passes through here (NetworkSettings, /etc files, the default bridge's address), so this module
+# imports none of contextlib, ipaddress, json or pathlib (with re, enum, urllib.parse behind them: ~10 ms).
+# IPv4 addresses of the hot path are ints (below) and go to ``runtime.network`` as text; ipaddress is
+# imported where the input is out of the ordinary (IPv6, a user's subnet or address, a new subnet).
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ipaddress":  # ``networks.ipaddress``, as before it was imported lazily
+        import ipaddress
+
+        return ipaddress
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 DEFAULT_BRIDGE = "dockyard0"
 BUILTIN = ("bridge", "host", "none")
@@ -59,45 +71,135 @@ class NetworkNotFound(NotFound):
     pass
 
 
+def _ipv4_int(s: str) -> int | None:
+    """``int(ipaddress.IPv4Address(s))`` for a dotted quad ipaddress accepts (same rules: four
+    decimal octets, no leading zeros, none above 255); None for anything else (ask ipaddress)."""
+    parts = s.split(".")
+    if len(parts) != 4:
+        return None
+    n = 0
+    for p in parts:
+        if not (p.isascii() and p.isdigit()) or len(p) > 3 or (p[0] == "0" and p != "0"):
+            return None
+        v = int(p)
+        if v > 255:
+            return None
+        n = n << 8 | v
+    return n
+
+
+def _ipv4_str(n: int) -> str:
+    """``str(ipaddress.IPv4Address(n))``."""
+    return f"{n >> 24}.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
+
+
+def _ipv4_cidr(s: object) -> tuple[int, int] | None:
+    """``(address, prefix length)`` of ``ipaddress.IPv4Interface(s)`` for the usual ``A.B.C.D/N``;
+    None for anything else, valid or not (ask ipaddress)."""
+    if not isinstance(s, str):
+        return None
+    addr, slash, plen = s.partition("/")
+    n = _ipv4_int(addr)
+    if n is None or not slash or not (plen.isascii() and plen.isdigit()) or int(plen) > 32:
+        return None
+    return n, int(plen)
+
+
+def _ipv4_net(s: object) -> tuple[int, int] | None:
+    """``(network address, prefix length)`` of ``ipaddress.IPv4Network(s)`` (strict) for the usual
+    ``A.B.C.D/N``; None for anything else, valid or not (ask ipaddress)."""
+    v = _ipv4_cidr(s)
+    if v is None or v[0] & ((1 << (32 - v[1])) - 1):  # host bits set: strict refuses
+        return None
+    return v
+
+
+def _ipv4_text(s: object) -> str | None:
+    """``s`` if ``ipaddress.IPv4Address(s)`` takes it as a plain dotted quad, else None."""
+    return s if isinstance(s, str) and _ipv4_int(s) is not None else None
+
+
+def _prefixlen(subnet: str) -> int:
+    """``ipaddress.IPv4Network(subnet).prefixlen``."""
+    v = _ipv4_net(subnet)
+    if v is None:
+        import ipaddress
+
+        return ipaddress.IPv4Network(subnet).prefixlen
+    return v[1]
+
+
+def _subnet_text(subnet: str) -> str:
+    """``str(ipaddress.IPv4Network(subnet))``."""
+    v = _ipv4_net(subnet)
+    if v is None:
+        import ipaddress
+
+        return str(ipaddress.IPv4Network(subnet))
+    return f"{_ipv4_str(v[0])}/{v[1]}"
+
+
 def _pools() -> Iterator[ipaddress.IPv4Network]:
     """Docker's default address pools: 172.17-31.0.0/16, then 192.168.0.0/16 in /20s."""
+    import ipaddress
+
     for i in range(17, 32):
         yield ipaddress.IPv4Network(f"172.{i}.0.0/16")
     yield from ipaddress.IPv4Network("192.168.0.0/16").subnets(new_prefix=20)
 
 
 # ---- machine-wide state: lock and leases ----------------------------------------------------
-def _net_dir() -> Path:
+def _net_state_dir() -> str:
     """Machine-wide, whatever ``DOCKYARD_RUN_ROOT`` says: the kernel state it describes is too."""
-    d = Path(os.environ.get("DOCKYARD_NET_STATE") or "/run/dockyard/net")
-    (d / "leases").mkdir(parents=True, exist_ok=True, mode=0o700)
+    d = os.environ.get("DOCKYARD_NET_STATE") or "/run/dockyard/net"
+    os.makedirs(os.path.join(d, "leases"), mode=0o700, exist_ok=True)
     return d
+
+
+def _net_dir() -> Path:
+    """``_net_state_dir()`` as a Path (for callers outside the run path)."""
+    from pathlib import Path
+
+    return Path(_net_state_dir())
 
 
 _lock_depth = 0
 
 
-@contextlib.contextmanager
-def _locked() -> Iterator[None]:
-    """The machine-wide network lock (re-entrant within a process: a second flock would deadlock)."""
-    global _lock_depth
-    if _lock_depth:
-        _lock_depth += 1
+class _Locked:
+    """The machine-wide network lock (re-entrant within a process: a second flock would deadlock).
+
+    A class rather than ``contextlib.contextmanager``: contextlib is not worth its import on run's path."""
+
+    def __init__(self) -> None:
+        self._fd = -1
+
+    def __enter__(self) -> None:
+        global _lock_depth
+        if _lock_depth:
+            _lock_depth += 1
+            return
+        fd = os.open(os.path.join(_net_state_dir(), "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            yield
-        finally:
-            _lock_depth -= 1
-        return
-    fd = os.open(_net_dir() / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
         _lock_depth = 1
-        try:
-            yield
-        finally:
-            _lock_depth = 0
-    finally:
+
+    def __exit__(self, *exc: object) -> None:
+        global _lock_depth
+        if self._fd < 0:
+            _lock_depth -= 1
+            return
+        fd, self._fd = self._fd, -1
+        _lock_depth = 0
         os.close(fd)
+
+
+def _locked() -> _Locked:
+    return _Locked()
 
 
 def _proc_start(pid: int) -> str | None:
@@ -106,13 +208,23 @@ def _proc_start(pid: int) -> str | None:
     return proc_start(pid)
 
 
-def _lease_path(ip: str) -> Path:
-    return _net_dir() / "leases" / ip
+def _lease_path(ip: str) -> str:
+    return os.path.join(_net_state_dir(), "leases", ip)
+
+
+def _read_text(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
 
 
 def _read_lease(ip: str) -> dict[str, Any] | None:
     try:
-        data = json.loads(_lease_path(ip).read_text())
+        data = jsonc.loads(_read_text(_lease_path(ip)))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -128,7 +240,7 @@ def _lease_alive(lease: dict[str, Any] | None) -> bool:
 def _take_lease(ip: str, owner: dict[str, Any]) -> bool:
     """Claim ``ip`` machine-wide for ``owner`` (a stale or own lease is taken over)."""
     path = _lease_path(ip)
-    data = json.dumps(owner).encode()
+    data = jsonc.dumps(owner).encode()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except FileExistsError:
@@ -136,8 +248,9 @@ def _take_lease(ip: str, owner: dict[str, Any]) -> bool:
         mine = cur is not None and cur.get("root") == owner["root"] and cur.get("cid") == owner["cid"]
         if _lease_alive(cur) and not mine:
             return False
-        tmp = path.with_name(f".{ip}.{os.getpid()}")
-        tmp.write_bytes(data)
+        tmp = os.path.join(os.path.dirname(path), f".{ip}.{os.getpid()}")
+        with open(tmp, "wb") as f:
+            f.write(data)
         os.rename(tmp, path)
         return True
     with os.fdopen(fd, "wb") as f:
@@ -151,34 +264,40 @@ def _drop_lease(ip: str, root: str | None = None, cid: str | None = None) -> Non
         cur = _read_lease(ip)
         if cur is not None and (cur.get("root") != root or cur.get("cid") != cid):
             return
-    with contextlib.suppress(FileNotFoundError):
-        _lease_path(ip).unlink()
+    try:
+        os.unlink(_lease_path(ip))
+    except FileNotFoundError:
+        pass
 
 
 def _drop_leases_of(root: str, cid: str) -> int:
     """Remove every lease a container holds (also those of an attach that failed half-way)."""
     n = 0
-    with contextlib.suppress(OSError):
-        for name in os.listdir(_net_dir() / "leases"):
+    try:
+        for name in os.listdir(os.path.join(_net_state_dir(), "leases")):
             if name.startswith("."):
                 continue
             cur = _read_lease(name)
             if cur is not None and cur.get("root") == root and cur.get("cid") == cid:
                 _drop_lease(name)
                 n += 1
+    except OSError:
+        pass
     return n
 
 
 def _live_lease_ips() -> dict[str, dict[str, Any]]:
     out = {}
-    with contextlib.suppress(OSError):
-        for name in os.listdir(_net_dir() / "leases"):
+    try:
+        for name in os.listdir(os.path.join(_net_state_dir(), "leases")):
             if name.startswith("."):
                 continue
             lease = _read_lease(name)
             if _lease_alive(lease):
                 assert lease is not None
                 out[name] = lease
+    except OSError:
+        pass
     return out
 
 
@@ -188,8 +307,10 @@ _HELD: dict[str, list[socket.socket]] = {}
 
 def _release_sockets(cid: str) -> None:
     for s in _HELD.pop(cid, []):
-        with contextlib.suppress(OSError):
+        try:
             s.close()
+        except OSError:
+            pass
 
 
 # ---- rows -----------------------------------------------------------------------------------
@@ -199,7 +320,7 @@ def _row(r: sqlite3.Row | None) -> dict[str, Any] | None:
     d = dict(r)
     for k in ("labels", "options", "aliases"):
         if k in d and isinstance(d[k], str):
-            d[k] = json.loads(d[k])
+            d[k] = jsonc.loads(d[k])
     return d
 
 
@@ -215,7 +336,7 @@ def ensure_builtin(eng: Engine) -> None:
                       "(?,?,?,?,?,?)",
                       (random_hex(32), name, BUILTIN_DRIVER[name],
                        DEFAULT_BRIDGE if name == "bridge" else None, time.time(),
-                       json.dumps({BRIDGE_NAME_OPT: DEFAULT_BRIDGE} if name == "bridge" else {})))
+                       jsonc.dumps({BRIDGE_NAME_OPT: DEFAULT_BRIDGE} if name == "bridge" else {})))
 
 
 def list_networks(eng: Engine) -> list[dict[str, Any]]:
@@ -268,8 +389,8 @@ def _container(eng: Engine, cid: str) -> dict[str, Any] | None:
     if r is None:
         return None
     d = dict(r)
-    d["config"] = json.loads(d["config"])
-    d["state"] = json.loads(d["state"])
+    d["config"] = jsonc.loads(d["config"])
+    d["state"] = jsonc.loads(d["state"])
     return d
 
 
@@ -289,13 +410,17 @@ def network_mode(row: dict[str, Any]) -> str:
 
 # ---- choosing subnets -----------------------------------------------------------------------
 def _taken_subnets(eng: Engine, exclude_id: str | None = None) -> list[ipaddress.IPv4Network]:
+    import ipaddress
+
     from dockyard.runtime import network as kn
 
     taken = kn.used_networks()
     for r in eng.db.conn.execute("SELECT id, subnet FROM networks WHERE subnet IS NOT NULL"):
         if r[0] != exclude_id:
-            with contextlib.suppress(ValueError):
+            try:
                 taken.append(ipaddress.IPv4Network(r[1]))
+            except ValueError:
+                pass
     return taken
 
 
@@ -314,10 +439,30 @@ def _ensure_default_bridge(eng: Engine) -> dict[str, Any]:
 
     ensure_builtin(eng)
     net = resolve_network(eng, "bridge")
-    have = kn.bridge_address(DEFAULT_BRIDGE)
+    have = kn.bridge_cidr(DEFAULT_BRIDGE)  # text: kn.bridge_address would import ipaddress
+    cur = _ipv4_cidr(have)
+    if cur is not None:  # the usual case: the bridge is there (ints, as IPv4Interface's .network and .ip)
+        addr, prefix = cur
+        subnet = f"{_ipv4_str(addr & (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF)}/{prefix}"
+        gateway = _ipv4_str(addr)
+    else:
+        subnet, gateway = _default_bridge_subnet(eng, net, have)
+    if net.get("subnet") != subnet or net.get("gateway") != gateway:
+        with eng.db.transaction() as c:
+            c.execute("UPDATE networks SET subnet=?, gateway=? WHERE id=?", (subnet, gateway, net["id"]))
+        net.update(subnet=subnet, gateway=gateway)
+    _network_up(net)
+    return net
+
+
+def _default_bridge_subnet(eng: Engine, net: dict[str, Any], have: str | None) -> tuple[str, str]:
+    """The default bridge's subnet and gateway where the bridge has no address yet (or an odd one)."""
+    import ipaddress
+
     subnet: ipaddress.IPv4Network
     if have is not None:
-        subnet, gateway = have.network, have.ip
+        iface = ipaddress.IPv4Interface(have)
+        subnet, gateway = iface.network, iface.ip
     else:
         taken = _taken_subnets(eng, exclude_id=net["id"])
         known = ipaddress.IPv4Network(net["subnet"]) if net.get("subnet") else None
@@ -327,12 +472,7 @@ def _ensure_default_bridge(eng: Engine) -> dict[str, Any]:
         else:
             subnet = known
             gateway = ipaddress.IPv4Address(net["gateway"]) if net.get("gateway") else next(subnet.hosts())
-    if net.get("subnet") != str(subnet) or net.get("gateway") != str(gateway):
-        with eng.db.transaction() as c:
-            c.execute("UPDATE networks SET subnet=?, gateway=? WHERE id=?", (str(subnet), str(gateway), net["id"]))
-        net.update(subnet=str(subnet), gateway=str(gateway))
-    _network_up(net)
-    return net
+    return str(subnet), str(gateway)
 
 
 # ---- what is already set up: markers -----------------------------------------------------------
@@ -353,9 +493,13 @@ def _boot_id() -> str:
         return ""
 
 
-def _marker_dir() -> Path:
-    d = _net_dir() / "nft"
-    d.mkdir(exist_ok=True, mode=0o700)
+def _marker_dir() -> str:
+    d = os.path.join(_net_state_dir(), "nft")
+    try:
+        os.mkdir(d, 0o700)
+    except FileExistsError:
+        if not os.path.isdir(d):
+            raise
     return d
 
 
@@ -363,29 +507,30 @@ def _marker_fields(net: dict[str, Any]) -> dict[str, Any]:
     from dockyard.runtime import network as kn
 
     return {"boot_id": _boot_id(), "base": kn.BASE_VERSION, "bridge": net["bridge"],
-            "subnet": str(ipaddress.IPv4Network(net["subnet"])), "gateway": str(net["gateway"]),
+            "subnet": _subnet_text(net["subnet"]), "gateway": str(net["gateway"]),
             "internal": bool(net.get("internal"))}
 
 
-def _read_marker(path: Path) -> dict[str, Any] | None:
+def _read_marker(path: str) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_text())
+        data = jsonc.loads(_read_text(path))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
 
 
-def _write_marker(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(data))
+def _write_marker(path: str, data: dict[str, Any]) -> None:
+    head, name = os.path.split(path)
+    tmp = os.path.join(head, f".{name}.{os.getpid()}")
+    _write_text(tmp, jsonc.dumps(data))
     os.rename(tmp, path)
 
 
-def _network_ready(net: dict[str, Any], gateway: ipaddress.IPv4Interface) -> bool:
+def _network_ready(net: dict[str, Any], gateway: ipaddress.IPv4Interface | str) -> bool:
     """Cheaply: is everything ``_network_up`` would do already done? (no pyroute2, no subprocess)"""
     from dockyard.runtime import network as kn
 
-    have = _read_marker(_marker_dir() / net["bridge"])
+    have = _read_marker(os.path.join(_marker_dir(), net["bridge"]))
     if have is None:
         return False
     want = _marker_fields(net)
@@ -396,58 +541,90 @@ def _network_ready(net: dict[str, Any], gateway: ipaddress.IPv4Interface) -> boo
 
 
 def _drop_markers(bridge: str | None = None) -> None:
-    with contextlib.suppress(OSError):
+    try:
         d = _marker_dir()
         for name in [bridge] if bridge else os.listdir(d):
-            with contextlib.suppress(OSError):
-                (d / name).unlink()
+            try:
+                os.unlink(os.path.join(d, name))
+            except OSError:
+                pass
+    except OSError:
+        pass
 
 
-@contextlib.contextmanager
-def _nft_change() -> Iterator[None]:
+class _NftChange:
     """Around our own nft changes (the caller locks): markers of the generation before move to the
-    generation after, if our transactions are all that happened in between."""
-    from dockyard.runtime import network as kn
+    generation after, if our transactions are all that happened in between (nothing is carried
+    forward when the block raises)."""
 
-    before, commits = kn.nft_generation(), kn.nft_commits()
-    yield
-    done = kn.nft_commits() - commits
-    if before is None or not done:
-        return
-    after = kn.nft_generation()
-    if after is None or after != (before + done) & 0xFFFFFFFF:
-        return  # someone else changed the ruleset too: the markers stay stale
-    with contextlib.suppress(OSError):
-        d = _marker_dir()
-        for name in os.listdir(d):
-            if name.startswith("."):
-                continue
-            m = _read_marker(d / name)
-            if m is not None and m.get("gen") == before:
-                _write_marker(d / name, {**m, "gen": after})
+    def __enter__(self) -> None:
+        from dockyard.runtime import network as kn
+
+        self._before, self._commits = kn.nft_generation(), kn.nft_commits()
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None:
+            return
+        from dockyard.runtime import network as kn
+
+        before = self._before
+        done = kn.nft_commits() - self._commits
+        if before is None or not done:
+            return
+        after = kn.nft_generation()
+        if after is None or after != (before + done) & 0xFFFFFFFF:
+            return  # someone else changed the ruleset too: the markers stay stale
+        try:
+            d = _marker_dir()
+            for name in os.listdir(d):
+                if name.startswith("."):
+                    continue
+                m = _read_marker(os.path.join(d, name))
+                if m is not None and m.get("gen") == before:
+                    _write_marker(os.path.join(d, name), {**m, "gen": after})
+        except OSError:
+            pass
+
+
+def _nft_change() -> _NftChange:
+    return _NftChange()
 
 
 def _network_up(net: dict[str, Any]) -> None:
     """Bridge, address and NAT for a bridge network (idempotent; the caller locks)."""
     from dockyard.runtime import network as kn
 
-    subnet = ipaddress.IPv4Network(net["subnet"])
-    gateway = ipaddress.IPv4Interface(f"{net['gateway']}/{subnet.prefixlen}")
+    gateway = _gateway_interface(net)
     if _network_ready(net, gateway):
         return
-    marker = _marker_dir() / net["bridge"]
-    with contextlib.suppress(OSError):
-        marker.unlink()
+    marker = os.path.join(_marker_dir(), net["bridge"])
+    try:
+        os.unlink(marker)
+    except OSError:
+        pass
     kn.ensure_bridge(net["bridge"], gateway)
     fw = kn.Nft()
     with _nft_change():
         if fw.ensure_base():  # a new table: whatever the markers say was installed is gone
             _drop_markers()
-        fw.add_network(net["bridge"], str(subnet), internal=bool(net.get("internal")))
+        fw.add_network(net["bridge"], _subnet_text(net["subnet"]), internal=bool(net.get("internal")))
     gen = kn.nft_generation()
     if gen is not None and _boot_id():
-        with contextlib.suppress(OSError):
+        try:
             _write_marker(marker, {**_marker_fields(net), "gen": gen})
+        except OSError:
+            pass
+
+
+def _gateway_interface(net: dict[str, Any]) -> Any:
+    """``ipaddress.IPv4Interface(f"{gateway}/{subnet's prefix length}")`` as ``runtime.network``
+    takes it: as text (``172.17.0.1/16``) where both are plain, else the object (ipaddress's checks)."""
+    subnet = _ipv4_net(net["subnet"])
+    if subnet is not None and _ipv4_text(net["gateway"]) is not None:
+        return f"{net['gateway']}/{subnet[1]}"
+    import ipaddress
+
+    return ipaddress.IPv4Interface(f"{net['gateway']}/{ipaddress.IPv4Network(net['subnet']).prefixlen}")
 
 
 def _network_down(net: dict[str, Any]) -> None:
@@ -465,6 +642,8 @@ def create_network(eng: Engine, name: str, *, driver: str = "bridge", subnet: st
                    gateway: str | None = None, internal: bool = False, labels: dict[str, str] | None = None,
                    options: dict[str, str] | None = None) -> str:
     """``docker network create``: a bridge of its own with a subnet of its own; returns the ID."""
+    import ipaddress
+
     from dockyard import names
 
     ensure_builtin(eng)
@@ -520,12 +699,14 @@ def create_network(eng: Engine, name: str, *, driver: str = "bridge", subnet: st
             c.execute("INSERT INTO networks (id, name, driver, bridge, subnet, gateway, internal, created, labels,"
                       " options) VALUES (?,?,?,?,?,?,?,?,?,?)",
                       (net_id, name, "bridge", bridge, str(net), str(gw), int(internal), time.time(),
-                       json.dumps(labels or {}), json.dumps(options)))
+                       jsonc.dumps(labels or {}), jsonc.dumps(options)))
         try:
             _network_up(row)
         except BaseException:
-            with contextlib.suppress(Exception):
+            try:
                 _network_down(row)
+            except Exception:
+                pass
             with eng.db.transaction() as c:
                 c.execute("DELETE FROM networks WHERE id=?", (net_id,))
             raise
@@ -704,8 +885,10 @@ def attach(eng: Engine, row: dict[str, Any], init_pid: int) -> dict[str, Any]:
         write_etc_files(eng, row)
         return network_settings(eng, row, pid=init_pid)
     except BaseException as e:
-        with contextlib.suppress(Exception):
+        try:
             detach(eng, row)
+        except Exception:
+            pass
         if isinstance(e, DockyardError) and not isinstance(e, RuntimeFailure):
             raise RuntimeFailure(str(e)) from e
         if not isinstance(e, DockyardError) and isinstance(e, Exception):
@@ -741,14 +924,15 @@ def _attach_locked(eng: Engine, row: dict[str, Any], pid: int) -> None:
         if net["name"] != "bridge":
             _network_up(net)
     ports = _reserve_ports(eng, row, requested_ports(row)) if nets and nets[0][0] is primary else []
-    owner = {"root": str(eng.root), "cid": cid, "pid": pid, "start": start}
+    owner = {"root": eng.root_dir, "cid": cid, "pid": pid, "start": start}
     plumb: list[kn.Interface] = []
+    ips: list[str] = []
     maps: list[kn.PortMap] = []
     with eng.db.transaction() as c:
         for i, (net, ep) in enumerate(nets):
             want_ip = (ep or {}).get("static_ip") or (opts.get("ip") if net is primary else None) or None
             ip = _allocate(c, net, cid, want_ip, {**owner, "network": net["id"]})
-            subnet = ipaddress.IPv4Network(net["subnet"])
+            prefixlen = _prefixlen(net["subnet"])
             mac = (opts.get("mac_address") if i == 0 else None) or kn.mac_for_ip(ip)
             host_name = VETH_PREFIX + random_hex(5)
             aliases = list((ep or {}).get("aliases") or (opts.get("network_aliases") or [] if net is primary else []))
@@ -758,15 +942,18 @@ def _attach_locked(eng: Engine, row: dict[str, Any], pid: int) -> None:
                 " SET ip=excluded.ip, mac=excluded.mac, host_ifname=excluded.host_ifname, ifname=excluded.ifname,"
                 " endpoint_id=excluded.endpoint_id",
                 (net["id"], cid, random_hex(32), (ep or {}).get("mode") or "auto", ip, mac, host_name,
-                 f"eth{i}", json.dumps(aliases), want_ip))
-            plumb.append(kn.Interface(host_name, net["bridge"], f"eth{i}", mac,
-                                      ipaddress.IPv4Interface(f"{ip}/{subnet.prefixlen}"),
-                                      ipaddress.IPv4Address(net["gateway"]) if i == 0 and not net.get("internal")
+                 f"eth{i}", jsonc.dumps(aliases), want_ip))
+            # runtime.network takes addresses as text (``ip`` is _allocate's: a plain dotted quad)
+            plumb.append(kn.Interface(host_name, net["bridge"], f"eth{i}", mac, f"{ip}/{prefixlen}",
+                                      _gateway_address(net["gateway"]) if i == 0 and not net.get("internal")
                                       else None))
-            with contextlib.suppress(Exception):
+            ips.append(ip)
+            try:
                 _write_lease_veth(ip, host_name)
+            except Exception:
+                pass
         if ports:
-            cip = str(plumb[0].address.ip)
+            cip = ips[0]
             for proto, hip, hport, cport in ports:
                 for r in c.execute("SELECT container_id, host_ip FROM port_bindings WHERE proto=? AND host_port=?",
                                    (proto, hport)).fetchall():
@@ -793,7 +980,7 @@ def _attach_locked(eng: Engine, row: dict[str, Any], pid: int) -> None:
             for new in maps:
                 if (m.proto, m.host_ip, m.host_port) == (new.proto, new.host_ip, new.host_port):
                     lease = live.get(m.container_ip)
-                    if lease is not None and (lease.get("root"), lease.get("cid")) != (str(eng.root), cid):
+                    if lease is not None and (lease.get("root"), lease.get("cid")) != (eng.root_dir, cid):
                         raise RuntimeFailure(
                             f"driver failed programming external connectivity on endpoint {_endpoint_name(row)} "
                             f"({cid[:12]}): Bind for {new.host_ip}:{new.host_port} failed: port is already "
@@ -804,18 +991,59 @@ def _attach_locked(eng: Engine, row: dict[str, Any], pid: int) -> None:
     _refresh_peers(eng, cid)
 
 
+def _gateway_address(gateway: object) -> Any:
+    """``ipaddress.IPv4Address(gateway)`` as ``runtime.network`` takes it: the text where it is plain."""
+    text = _ipv4_text(gateway)
+    if text is not None:
+        return text
+    import ipaddress
+
+    return ipaddress.IPv4Address(gateway)
+
+
 def _write_lease_veth(ip: str, veth: str) -> None:
     lease = _read_lease(ip)
     if lease is not None:
         lease["veth"] = veth
-        tmp = _lease_path(ip).with_name(f".{ip}.{os.getpid()}")
-        tmp.write_text(json.dumps(lease))
-        os.rename(tmp, _lease_path(ip))
+        path = _lease_path(ip)
+        tmp = os.path.join(os.path.dirname(path), f".{ip}.{os.getpid()}")
+        _write_text(tmp, jsonc.dumps(lease))
+        os.rename(tmp, path)
 
 
 def _allocate(c: sqlite3.Connection, net: dict[str, Any], cid: str, want: str | None,
               owner: dict[str, Any]) -> str:
-    """An address on ``net`` for ``cid``: ``want`` if given, else the lowest free one (caller locks)."""
+    """An address on ``net`` for ``cid``: ``want`` if given, else the lowest free one (caller locks).
+
+    IPv4 arithmetic on ints; ipaddress only for a requested address or a subnet out of the ordinary."""
+    subnet = _ipv4_net(net["subnet"])
+    gateway = _ipv4_int(net["gateway"]) if isinstance(net["gateway"], str) else None
+    if want or subnet is None or gateway is None:
+        return _allocate_ipaddress(c, net, cid, want, owner)
+    used = {r[0] for r in c.execute("SELECT ip FROM endpoints WHERE network_id=? AND ip IS NOT NULL AND "
+                                    "container_id != ?", (net["id"], cid))}
+    base, prefix = subnet
+    if prefix >= 31:  # ipaddress: every address of a /31 or /32 is a host
+        hosts = range(base, base + (1 << (32 - prefix)))
+    else:
+        hosts = range(base + 1, base + (1 << (32 - prefix)) - 1)
+    for n in hosts:
+        if n == gateway:
+            continue
+        s = _ipv4_str(n)
+        if s in used:
+            continue
+        if _take_lease(s, owner):
+            return s
+    raise RuntimeFailure(f"no available IPv4 addresses on this network's address pools: {net['name']} "
+                         f"({net['id']})")
+
+
+def _allocate_ipaddress(c: sqlite3.Connection, net: dict[str, Any], cid: str, want: str | None,
+                        owner: dict[str, Any]) -> str:
+    """``_allocate`` with ipaddress: a requested address, or a subnet/gateway the int path does not take."""
+    import ipaddress
+
     subnet = ipaddress.IPv4Network(net["subnet"])
     gateway = ipaddress.IPv4Address(net["gateway"])
     used = {r[0] for r in c.execute("SELECT ip FROM endpoints WHERE network_id=? AND ip IS NOT NULL AND "
@@ -848,7 +1076,7 @@ def detach(eng: Engine, row: dict[str, Any] | str, *, forget: bool = False) -> N
     cid = row if isinstance(row, str) else row["id"]
     try:
         if not _endpoints(eng, cid=cid) and not _bindings(eng, cid):
-            _drop_leases_of(str(eng.root), cid)
+            _drop_leases_of(eng.root_dir, cid)
             return
         with _locked():
             _detach_locked(eng, cid, forget=forget)
@@ -865,13 +1093,15 @@ def _detach_locked(eng: Engine, cid: str, *, forget: bool) -> None:
         with _nft_change():
             kn.Nft().remove_ports([kn.PortMap(b["proto"], b["host_ip"], b["host_port"], b["container_ip"],
                                               b["container_port"]) for b in binds])
-    root = str(eng.root)
+    root = eng.root_dir
     for ep in eps:
         if ep.get("host_ifname"):
             from dockyard.runtime import network as kn
 
-            with contextlib.suppress(Exception):
+            try:
                 kn.delete_link(ep["host_ifname"])
+            except Exception:
+                pass
         _drop_lease(ep["ip"], root, cid)
     _drop_leases_of(root, cid)
     if not eps and not binds and not forget:
@@ -891,6 +1121,8 @@ def _detach_locked(eng: Engine, cid: str, *, forget: bool) -> None:
 def connect(eng: Engine, network: str, row: dict[str, Any], *, aliases: list[str] = (),  # type: ignore[assignment]
             ip: str | None = None) -> None:
     """``docker network connect``: now for a running container, at its next start for a stopped one."""
+    import ipaddress
+
     from dockyard.runtime import network as kn
 
     net = resolve_network(eng, network)
@@ -917,7 +1149,7 @@ def connect(eng: Engine, network: str, row: dict[str, Any], *, aliases: list[str
                       "(?,?,?,?,?,?) ON CONFLICT(network_id, container_id) DO UPDATE SET mode=excluded.mode,"
                       " aliases=excluded.aliases, static_ip=excluded.static_ip",
                       (net["id"], cid, random_hex(32), "auto" if primary else "connect",
-                       json.dumps(list(aliases)), ip))
+                       jsonc.dumps(list(aliases)), ip))
         if not _container_running(eng, cid):
             return
         c_row = _container(eng, cid) or row
@@ -934,7 +1166,7 @@ def connect(eng: Engine, network: str, row: dict[str, Any], *, aliases: list[str
         ifname = next(f"eth{i}" for i in range(64) if f"eth{i}" not in used_if)
         try:
             with eng.db.transaction() as c:
-                addr = _allocate(c, net, cid, ip, {"root": str(eng.root), "cid": cid, "pid": pid, "start": start,
+                addr = _allocate(c, net, cid, ip, {"root": eng.root_dir, "cid": cid, "pid": pid, "start": start,
                                                     "network": net["id"]})
                 host_name = VETH_PREFIX + random_hex(5)
                 mac = kn.mac_for_ip(addr)
@@ -1004,7 +1236,7 @@ def _disconnect_locked(eng: Engine, net: dict[str, Any], cid: str) -> None:
                                               b["container_port"]) for b in binds])
     if ep.get("host_ifname"):
         kn.delete_link(ep["host_ifname"])
-    _drop_lease(ep["ip"], str(eng.root), cid)
+    _drop_lease(ep["ip"], eng.root_dir, cid)
     with eng.db.transaction() as c:
         c.execute("DELETE FROM port_bindings WHERE container_id=? AND container_ip=?", (cid, ep["ip"]))
         c.execute("UPDATE endpoints SET ip=NULL, host_ifname=NULL, ifname=NULL WHERE network_id=? AND "
@@ -1035,18 +1267,22 @@ def sweep(eng: Engine) -> dict[str, int]:
                     _detach_locked(eng, cid, forget=gone)
                     counts["endpoints"] += n_ep
                     counts["ports"] += n_b
-        leases_dir = _net_dir() / "leases"
-        with contextlib.suppress(OSError):
+        leases_dir = os.path.join(_net_state_dir(), "leases")
+        try:
             for name in os.listdir(leases_dir):
                 if name.startswith("."):
-                    p = leases_dir / name
-                    with contextlib.suppress(OSError):
-                        if time.time() - p.stat().st_mtime > 60:
-                            p.unlink()
+                    p = os.path.join(leases_dir, name)
+                    try:
+                        if time.time() - os.stat(p).st_mtime > 60:
+                            os.unlink(p)
+                    except OSError:
+                        pass
                     continue
                 if not _lease_alive(_read_lease(name)):
                     _drop_lease(name)
                     counts["leases"] += 1
+        except OSError:
+            pass
         live = _live_lease_ips()
         fw = kn.Nft()
         if fw.has_base():
@@ -1085,7 +1321,7 @@ def network_settings(eng: Engine, row: dict[str, Any], *, pid: int | None = None
             ports[k].append({"HostIp": b["host_ip"], "HostPort": str(b["host_port"])})
     networks: dict[str, Any] = {}
     for ep in eps:
-        prefix = ipaddress.IPv4Network(ep["subnet"]).prefixlen
+        prefix = _prefixlen(ep["subnet"])
         networks[ep["network_name"]] = _endpoint_settings(
             ep["network_id"], ep["endpoint_id"], ep["gateway"], ep["ip"], prefix, ep["mac"],
             aliases=ep["aliases"] if ep["network_name"] != "bridge" else None,
@@ -1098,15 +1334,17 @@ def network_settings(eng: Engine, row: dict[str, Any], *, pid: int | None = None
         except NotFound:
             pass
     if not eps and mode not in ("host", "none") and not mode.startswith("container:"):
-        with contextlib.suppress(NotFound):
+        try:
             net = resolve_network(eng, mode)
             networks[net["name"]] = _endpoint_settings(net["id"], "", "", "", 0, "")
+        except NotFound:
+            pass
     first = next((ep for ep in eps if ep["network_name"] == "bridge"), None)
     sandbox = ""
     if eps:
-        from dockyard.digest import sha256_bytes
+        from dockyard.digest import sha256_small  # not hashlib: OpenSSL's load costs more than this hash
 
-        sandbox = sha256_bytes((cid + "".join(ep["endpoint_id"] for ep in eps)).encode()).removeprefix("sha256:")
+        sandbox = sha256_small((cid + "".join(ep["endpoint_id"] for ep in eps)).encode())
     return {
         "Bridge": "", "SandboxID": sandbox, "SandboxKey": f"/proc/{pid}/ns/net" if pid else "",
         "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
@@ -1115,7 +1353,7 @@ def network_settings(eng: Engine, row: dict[str, Any], *, pid: int | None = None
         "Gateway": first["gateway"] if first else "",
         "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
         "IPAddress": first["ip"] if first else "",
-        "IPPrefixLen": ipaddress.IPv4Network(first["subnet"]).prefixlen if first else 0,
+        "IPPrefixLen": _prefixlen(first["subnet"]) if first else 0,
         "IPv6Gateway": "", "MacAddress": first["mac"] if first else "",
         "Networks": networks,
     }
@@ -1140,7 +1378,7 @@ def inspect_network(eng: Engine, net: dict[str, Any]) -> dict[str, Any]:
     containers: dict[str, Any] = {}
     for ep in _endpoints(eng, network_id=net["id"], attached=True):
         c = _container(eng, ep["container_id"])
-        prefix = ipaddress.IPv4Network(net["subnet"]).prefixlen
+        prefix = _prefixlen(net["subnet"])
         containers[ep["container_id"]] = {
             "Name": c["name"] if c else ep["container_id"][:12], "EndpointID": ep["endpoint_id"],
             "MacAddress": ep["mac"] or "", "IPv4Address": f"{ep['ip']}/{prefix}", "IPv6Address": ""}
@@ -1204,13 +1442,15 @@ def hosts_text(*, hostname: str, own_ips: list[str], peers: list[tuple[str, list
 
 def _read_host_resolv() -> str:
     try:
-        text = Path("/etc/resolv.conf").read_text()
+        text = _read_text("/etc/resolv.conf")
     except OSError:
         return ""
     ns = [line.split()[1] for line in text.splitlines() if line.startswith("nameserver") and len(line.split()) > 1]
     if ns and all(x == "127.0.0.53" for x in ns):  # systemd-resolved's stub: use its upstreams
-        with contextlib.suppress(OSError):
-            return Path("/run/systemd/resolve/resolv.conf").read_text()
+        try:
+            return _read_text("/run/systemd/resolve/resolv.conf")
+        except OSError:
+            pass
     return text
 
 
@@ -1243,8 +1483,16 @@ def resolv_text(host_text: str, *, dns: list[str] = (), dns_search: list[str] = 
     elif not keep_local:
         kept = []
         for s in servers:
+            addr = s.split("%")[0]
+            n = _ipv4_int(addr)
+            if n is not None:  # the usual case, without ipaddress
+                if n >> 24 != 127:  # 127.0.0.0/8: loopback
+                    kept.append(s)
+                continue
+            import ipaddress
+
             try:
-                a = ipaddress.ip_address(s.split("%")[0])
+                a = ipaddress.ip_address(addr)
             except ValueError:
                 continue
             if a.is_loopback or a.version == 6:
@@ -1264,10 +1512,10 @@ def resolv_text(host_text: str, *, dns: list[str] = (), dns_search: list[str] = 
     return "\n".join(out) + "\n"
 
 
-def _write_in_place(path: Path, text: str) -> None:
+def _write_in_place(path: str, text: str) -> None:
     """Rewrite a bind-mounted file through its inode (a rename would leave the mount on the old one)."""
     try:
-        if path.read_text() == text:
+        if _read_text(path) == text:
             return
     except OSError:
         pass
@@ -1277,11 +1525,11 @@ def _write_in_place(path: Path, text: str) -> None:
 
 def write_etc_files(eng: Engine, row: dict[str, Any]) -> None:
     """(Re)write ``containers/<id>/hosts`` and ``resolv.conf`` for the container's networks."""
-    from dockyard.ops.containers import container_dir
+    from dockyard.ops.containers import container_path
 
     cid = row["id"]
-    cdir = container_dir(eng, cid)
-    if not cdir.is_dir():
+    cdir = container_path(eng, cid)
+    if not os.path.isdir(cdir):
         return
     opts = _opts(row)
     mode = network_mode(row)
@@ -1290,19 +1538,23 @@ def write_etc_files(eng: Engine, row: dict[str, Any]) -> None:
     if mode.startswith("container:"):
         from dockyard.ops.containers import resolve
 
-        with contextlib.suppress(Exception):
+        try:
             other = resolve(eng, mode.partition(":")[2])
-            odir = container_dir(eng, other["id"])
+            odir = container_path(eng, other["id"])
             for name in ("hosts", "resolv.conf"):
-                with contextlib.suppress(OSError):
-                    _write_in_place(cdir / name, (odir / name).read_text())
+                try:
+                    _write_in_place(os.path.join(cdir, name), _read_text(os.path.join(odir, name)))
+                except OSError:
+                    pass
+        except Exception:
+            pass
         return
     resolv = resolv_text(_read_host_resolv(), dns=list(opts.get("dns") or []),
                          dns_search=list(opts.get("dns_search") or []),
                          dns_options=list(opts.get("dns_options") or []), keep_local=mode == "host")
     if mode == "host":
         try:
-            host_hosts = Path("/etc/hosts").read_text()
+            host_hosts = _read_text("/etc/hosts")
         except OSError:
             host_hosts = LOCALHOST_HOSTS
         hosts = hosts_text(hostname=hostname, own_ips=[], peers=[], extra_hosts=extra, host_hosts=host_hosts)
@@ -1310,9 +1562,11 @@ def write_etc_files(eng: Engine, row: dict[str, Any]) -> None:
         eps = _endpoints(eng, cid=cid, attached=True)
         gateway = eps[0]["gateway"] if eps else None
         if gateway is None and extra:
-            with contextlib.suppress(Exception):
+            try:
                 bridge = resolve_network(eng, "bridge")
                 gateway = bridge.get("gateway")
+            except Exception:
+                pass
         peers: list[tuple[str, list[str]]] = []
         for ep in eps:
             if ep["network_name"] == "bridge":
@@ -1324,8 +1578,8 @@ def write_etc_files(eng: Engine, row: dict[str, Any]) -> None:
                 peers.append((other["ip"], names))
         hosts = hosts_text(hostname=hostname, own_ips=[ep["ip"] for ep in eps], peers=peers,
                            extra_hosts=extra, gateway=gateway)
-    _write_in_place(cdir / "hosts", hosts)
-    _write_in_place(cdir / "resolv.conf", resolv)
+    _write_in_place(os.path.join(cdir, "hosts"), hosts)
+    _write_in_place(os.path.join(cdir, "resolv.conf"), resolv)
 
 
 def _refresh_peers(eng: Engine, cid: str, networks: set[str] | None = None) -> None:
@@ -1340,8 +1594,10 @@ def _refresh_peers(eng: Engine, cid: str, networks: set[str] | None = None) -> N
             done.add(other)
             row = _container(eng, other)
             if row is not None:
-                with contextlib.suppress(OSError):
+                try:
                     write_etc_files(eng, row)
+                except OSError:
+                    pass
 
 
 def check_mode(eng: Engine, mode: str) -> None:

@@ -14,17 +14,18 @@ A Docker-format profile differs from the OCI ``linux.seccomp`` object: it has an
 
 from __future__ import annotations
 
-import functools
-import json
 import os
-import re
-from collections.abc import Iterable, Mapping
 
+from dockyard import jsonc
 from dockyard.errors import InvalidArgument
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
     from typing import Any
+
+# No re, json, functools or copy here: every ``run`` builds a spec through this module (the default
+# profile's OCI form comes from a cache file), and those imports cost more than that whole step.
 
 #: Python/uname machine names -> the libseccomp/Go arch names the profile's ``arches`` use.
 _MACHINE_TO_ARCH = {
@@ -85,14 +86,68 @@ def native_arch(machine: str | None = None) -> str:
 def kernel_version(release: str | None = None) -> tuple[int, int]:
     """``"6.8.0-45-generic"`` -> ``(6, 8)`` (the running kernel's when ``release`` is None)."""
     rel = os.uname().release if release is None else release
-    m = re.match(r"(\d+)\.(\d+)", rel)
-    if not m:
+    v = _major_minor(rel, whole=False)
+    if v is None:
         raise ValueError(f"failed to parse kernel version {rel!r}")
-    return int(m.group(1)), int(m.group(2))
+    return v
 
 
-@functools.lru_cache(maxsize=1)
-def _default_profile_text() -> str:
+def _major_minor(s: str, *, whole: bool) -> tuple[int, int] | None:
+    r"""``re.fullmatch`` (``whole``) or ``re.match`` of ``(\d+)\.(\d+)`` on ``s``, as two ints.
+
+    str methods for ASCII (there ``\d`` is ``[0-9]``); the regular expression for anything else."""
+    if not s.isascii():
+        import re
+
+        m = (re.fullmatch if whole else re.match)(r"(\d+)\.(\d+)", s)
+        return None if m is None else (int(m.group(1)), int(m.group(2)))
+    major, dot, rest = s.partition(".")
+    if whole:
+        minor = rest
+    else:
+        n = 0
+        while n < len(rest) and rest[n].isdigit():
+            n += 1
+        minor = rest[:n]
+    if not (dot and major.isdigit() and minor.isdigit()):
+        return None
+    return int(major), int(minor)
+
+
+class _Once:
+    """The profile's text, read on first use (``functools.lru_cache(maxsize=1)``'s behaviour and
+    ``cache_info``/``cache_clear``, without importing functools)."""
+
+    def __init__(self, load: Callable[[], str]) -> None:
+        self._load = load
+        self._value: str | None = None
+        self._hits = self._misses = 0
+
+    def __call__(self) -> str:
+        if self._value is None:
+            self._misses += 1
+            self._value = self._load()
+        else:
+            self._hits += 1
+        return self._value
+
+    def cache_info(self) -> _CacheInfo:
+        return _CacheInfo(self._hits, self._misses, 1, 0 if self._value is None else 1)
+
+    def cache_clear(self) -> None:
+        self._value = None
+        self._hits = self._misses = 0
+
+
+class _CacheInfo:
+    def __init__(self, hits: int, misses: int, maxsize: int, currsize: int) -> None:
+        self.hits, self.misses, self.maxsize, self.currsize = hits, misses, maxsize, currsize
+
+    def __repr__(self) -> str:
+        return f"CacheInfo(hits={self.hits}, misses={self.misses}, maxsize={self.maxsize}, currsize={self.currsize})"
+
+
+def _read_default_profile_text() -> str:
     try:  # a plain file beside this module (importlib.resources costs ~4 ms to import)
         with open(os.path.join(os.path.dirname(__file__), "seccomp_default.json"), encoding="utf-8") as f:
             return f.read()
@@ -102,16 +157,32 @@ def _default_profile_text() -> str:
         return resources.files("dockyard.runtime").joinpath("seccomp_default.json").read_text(encoding="utf-8")
 
 
+_default_profile_text = _Once(_read_default_profile_text)
+
+
 def default_profile() -> dict[str, Any]:
     """Docker's default profile, in Docker (not OCI) form; a fresh copy each call."""
-    return json.loads(_default_profile_text())
+    return jsonc.loads(_default_profile_text())
 
 
 def _parse_min_kernel(value: object) -> tuple[int, int]:
-    m = re.fullmatch(r"(\d+)\.(\d+)", str(value))
-    if not m or (int(m.group(1)), int(m.group(2))) == (0, 0):
+    v = _major_minor(str(value), whole=True)
+    if v is None or v == (0, 0):
         raise InvalidArgument(f'invalid kernel version: "{value}", expected "<kernel>.<major>"')
-    return int(m.group(1)), int(m.group(2))
+    return v
+
+
+def _copy_json(v: Any) -> Any:
+    """``copy.deepcopy`` of a profile's JSON values (dicts, lists, scalars) without importing copy."""
+    if isinstance(v, dict):
+        return {k: _copy_json(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_copy_json(x) for x in v]
+    if v is None or isinstance(v, (str, int, float)):
+        return v
+    import copy
+
+    return copy.deepcopy(v)
 
 
 def setup_seccomp(
@@ -145,9 +216,7 @@ def setup_seccomp(
             kern = kernel_version()
         return kern >= want
 
-    import copy
-
-    out: dict[str, Any] = {k: copy.deepcopy(profile[k]) for k in _PASSTHROUGH if profile.get(k)}
+    out: dict[str, Any] = {k: _copy_json(profile[k]) for k in _PASSTHROUGH if profile.get(k)}
     scmp_arch = NATIVE_TO_SECCOMP.get(native)
     if scmp_arch is not None:
         for entry in profile.get("archMap") or ():
@@ -204,7 +273,7 @@ def setup_seccomp(
 def load_profile(text: str, **kwargs: Any) -> dict[str, Any] | None:
     """A Docker-format profile given as JSON text -> OCI form (moby's ``LoadProfile``)."""
     try:
-        profile = json.loads(text)
+        profile = jsonc.loads(text)
     except ValueError as e:
         raise InvalidArgument(f"Decoding seccomp profile failed: {e}")
     if not isinstance(profile, dict):
@@ -229,7 +298,7 @@ def _cache_key(bounding_caps: Iterable[str], arch: str | None = None, kernel: tu
         if name in CAPABILITY_NAMES:
             mask |= 1 << CAPABILITY_NAMES.index(name)
         else:
-            other.append(re.sub(r"[^A-Za-z0-9_]", "_", name))
+            other.append("".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in name))
     k = kernel_version() if kernel is None else kernel
     return "-".join([native_arch() if arch is None else arch, f"{k[0]}.{k[1]}", f"{mask:x}", *other,
                      f"{st.st_size}", f"{st.st_mtime_ns}"])
@@ -248,7 +317,7 @@ def default_oci_seccomp(**kwargs: Any) -> dict[str, Any] | None:
     path = os.path.join(_cache_dir(), key + ".json")
     try:
         with open(path, encoding="utf-8") as f:
-            cached = json.load(f)
+            cached = jsonc.loads(f.read())
         if cached is None or isinstance(cached, dict):
             return cached
     except (OSError, ValueError):
@@ -258,7 +327,7 @@ def default_oci_seccomp(**kwargs: Any) -> dict[str, Any] | None:
         os.makedirs(_cache_dir(), mode=0o700, exist_ok=True)
         tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(out, f)
+            f.write(jsonc.dumps(out))
         os.replace(tmp, path)
     except OSError:
         pass

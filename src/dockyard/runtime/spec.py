@@ -18,9 +18,7 @@ Deliberate differences from moby's output, all without effect on what runs:
 from __future__ import annotations
 
 import os
-import re
 import stat
-from collections.abc import Iterable, Mapping, Sequence
 
 from dockyard.errors import InvalidArgument
 from dockyard.records import MutableRecord, Record
@@ -33,7 +31,9 @@ from dockyard.runtime.runopts import (
     DeviceMapping,
     Mount,
     RunOptions,
+    cgroup_rule_groups,
     cpus_to_cfs,
+    is_go_int,
     parse_cap,
     parse_security_opt,
     validate_cgroupns_mode,
@@ -45,6 +45,7 @@ from dockyard.runtime.runopts import (
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
     from typing import Any
 
 OCI_VERSION = "1.1.0"
@@ -226,8 +227,8 @@ _MAX_ID = 2**31 - 1
 
 
 def _atoi(s: str) -> int | None:
-    """Go's ``strconv.Atoi``: optional sign and decimal digits only."""
-    return int(s) if re.fullmatch(r"[+-]?\d+", s) else None
+    """Go's ``strconv.Atoi``: optional sign and decimal digits only (no ``re``: run's path)."""
+    return int(s) if is_go_int(s) else None
 
 
 def _parse_db(text: str | None, nfields: int) -> list[list[str]]:
@@ -515,10 +516,10 @@ def device_cgroup_rules(rules: Iterable[str]) -> list[dict[str, Any]]:
     """``--device-cgroup-rule`` values -> OCI device cgroup entries (``*`` becomes -1)."""
     out = []
     for rule in rules:
-        m = re.fullmatch(r"([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})", rule)
-        if not m:
+        groups = cgroup_rule_groups(rule)
+        if groups is None:
             raise InvalidArgument(f"invalid device cgroup rule format: '{rule}'")
-        t, major, minor, access = m.groups()
+        t, major, minor, access = groups
         out.append(
             {
                 "allow": True,
@@ -1102,6 +1103,8 @@ _NS_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
 
 def validate_spec(spec: Mapping[str, Any]) -> list[str]:
     """Structural problems of an OCI spec (empty list when it is well-formed enough to run)."""
+    from collections.abc import Mapping  # not at module level: it imports collections (run's path)
+
     problems: list[str] = []
 
     def need(cond: bool, msg: str) -> None:
