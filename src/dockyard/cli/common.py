@@ -1,70 +1,25 @@
-"""Pieces every command uses: the argument parser with Docker's error style, the engine."""
+"""Pieces every command uses: the argument parser with Docker's error style (lazily), the engine."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from collections.abc import Sequence
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
-    from typing import Any, NoReturn
-
+    from dockyard.cli.argparser import Parser as Parser
     from dockyard.engine import Engine
 
 
-def _untranslated(message: str) -> str:
-    return message
+def __getattr__(name: str) -> object:
+    """``Parser``, imported when first asked for: it is argparse (with ``re`` and ``gettext``, ~2 ms),
+    which the hot commands skip when ``dockyard.cli.quickargs`` can read their command line."""
+    if name == "Parser":
+        from dockyard.cli.argparser import Parser
 
-
-# argparse asks gettext for every caption it builds; Python ships no catalogue for it, and each lookup
-# imports ``locale`` and probes the disk for .mo files (~2 ms of every command). Dockyard's messages are
-# English, as Docker's are.
-argparse._ = _untranslated  # type: ignore[attr-defined]
-argparse.ngettext = lambda singular, plural, n: singular if n == 1 else plural  # type: ignore[attr-defined]
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with Docker's wording and exit status (125) for flag errors."""
-
-    def __init__(self, name: str, usage: str, description: str) -> None:
-        super().__init__(prog=f"dockyard {name}", usage=f"dockyard {name} {usage}", description=description,
-                         allow_abbrev=False, add_help=False)
-        self.add_argument("--help", action="help", help="Print usage")
-        self._name = name
-
-    def _get_formatter(self) -> argparse.HelpFormatter:
-        # argparse makes a formatter for every add_argument, and HelpFormatter imports shutil (with
-        # bz2, lzma...) for the terminal width: the same width (shutil.get_terminal_size's), found here.
-        return self.formatter_class(prog=self.prog, width=_terminal_columns() - 2)  # type: ignore[call-arg]
-
-    def error(self, message: str) -> NoReturn:
-        if message.startswith("unrecognized arguments: "):
-            message = "unknown flag: " + message.split(": ", 1)[1].split()[0]
-        sys.stderr.write(f"dockyard {self._name}: {message}\nSee 'dockyard {self._name} --help'.\n")
-        raise SystemExit(125)
-
-    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
-                         namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
-        if INTROSPECT:
-            raise IntrospectParser(self)
-        return super().parse_known_args(args, namespace)
-
-
-def _terminal_columns() -> int:
-    """``shutil.get_terminal_size().columns``: $COLUMNS, else the terminal's (stdout's), else 80."""
-    try:
-        columns = int(os.environ["COLUMNS"])
-    except (KeyError, ValueError):
-        columns = 0
-    if columns <= 0:
-        try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
-        except (AttributeError, ValueError, OSError):
-            columns = 0
-        columns = columns or 80
-    return columns
+        globals()["Parser"] = Parser  # asked for once
+        return Parser
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 #: Set (by ``dockyard.cli.completion``) to make a command hand over its parser instead of running:
@@ -103,15 +58,13 @@ def engine() -> Engine:
 
 
 def print_json(obj: object) -> None:
-    import json
+    from dockyard import jsonc
 
-    sys.stdout.write(json.dumps(obj, indent=4) + "\n")
+    sys.stdout.write(jsonc.dumps(obj, indent=4) + "\n")
 
 
 def report(err: BaseException) -> None:
     """Print one error of several (``rmi a b c`` goes on after a failure), as main() would."""
-    import os
-
     if os.environ.get("DOCKYARD_DEBUG"):
         import traceback
 

@@ -2,83 +2,121 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 
-from dockyard.cli.common import Parser, engine, print_json, report
+from dockyard import jsonc
+from dockyard.cli import common, quickargs
+from dockyard.cli.common import engine, print_json, report
 from dockyard.cli.format import ago, human_duration, short_id, table
+from dockyard.cli.quickargs import APPEND, ONE, REST, SOME, STORE, STORE_TRUE
 from dockyard.errors import DockyardError, InvalidArgument
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     from typing import Any
 
+    from dockyard.cli.argparser import Parser
+    from dockyard.cli.quickargs import Flags
+
 
 # ---- run / create ---------------------------------------------------------------------------
-def _add_run_flags(p: Parser) -> None:
-    a = p.add_argument
-    a("-d", "--detach", action="store_true", help="Run container in background and print container ID")
-    a("-i", "--interactive", action="store_true", help="Keep STDIN open even if not attached")
-    a("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
-    a("--rm", action="store_true", help="Automatically remove the container when it exits")
-    a("--name", help="Assign a name to the container")
-    a("-e", "--env", action="append", default=[], help="Set environment variables")
-    a("--env-file", action="append", default=[], help="Read in a file of environment variables")
-    a("-w", "--workdir", default="", help="Working directory inside the container")
-    a("-u", "--user", default="", help="Username or UID (format: <name|uid>[:<group|gid>])")
-    a("--group-add", action="append", default=[], help="Add additional groups to join")
-    a("--entrypoint", default=None, help="Overwrite the default ENTRYPOINT of the image")
-    a("-h", "--hostname", default="", help="Container host name")
-    a("-v", "--volume", action="append", default=[], help="Bind mount a volume")
-    a("--mount", action="append", default=[], help="Attach a filesystem mount to the container")
-    a("--tmpfs", action="append", default=[], help="Mount a tmpfs directory")
-    a("--network", "--net", default="", help="Connect a container to a network")
-    a("-p", "--publish", action="append", default=[], help="Publish a container's port(s) to the host")
-    a("-P", "--publish-all", action="store_true", help="Publish all exposed ports to random ports")
-    a("--memory", "-m", default="", help="Memory limit")
-    a("--memory-swap", default="", help="Swap limit equal to memory plus swap: -1 for unlimited")
-    a("--cpus", default="", help="Number of CPUs")
-    a("--cpu-shares", "-c", type=int, default=0, help="CPU shares (relative weight)")
-    a("--cpuset-cpus", default="", help="CPUs in which to allow execution (0-3, 0,1)")
-    a("--pids-limit", type=int, default=0, help="Tune container pids limit (set -1 for unlimited)")
-    a("--shm-size", default="", help="Size of /dev/shm")
-    a("--read-only", action="store_true", help="Mount the container's root filesystem as read only")
-    a("--privileged", action="store_true", help="Give extended privileges to this container")
-    a("--cap-add", action="append", default=[], help="Add Linux capabilities")
-    a("--cap-drop", action="append", default=[], help="Drop Linux capabilities")
-    a("--security-opt", action="append", default=[], help="Security Options")
-    a("--sysctl", action="append", default=[], help="Sysctl options")
-    a("--ulimit", action="append", default=[], help="Ulimit options")
-    a("--device", action="append", default=[], help="Add a host device to the container")
-    a("--device-cgroup-rule", action="append", default=[], help="Add a rule to the cgroup allowed devices list")
-    a("--gpus", action="append", default=[], help="GPU devices to add to the container ('all' to pass all GPUs)")
-    a("--ipc", default="", help="IPC mode to use")
-    a("--pid", default="", help="PID namespace to use")
-    a("--uts", default="", help="UTS namespace to use")
-    a("--init", action="store_true", default=None, help="Run an init inside the container")
-    a("--label", "-l", action="append", default=[], help="Set meta data on a container")
-    a("--cidfile", default="", help="Write the container ID to the file")
-    a("--stop-signal", default="", help="Signal to stop the container")
-    a("--stop-timeout", type=int, default=None, help="Timeout (in seconds) to stop a container")
-    a("--oom-score-adj", type=int, default=0, help="Tune host's OOM preferences (-1000 to 1000)")
-    a("--runtime", default="", help="Runtime to use for this container (builtin, runc, crun)")
-    a("--platform", default="", help="Set platform if server is multi-platform capable")
-    a("--pull", choices=["always", "missing", "never"], default="missing", help="Pull image before running")
-    a("-a", "--attach", action="append", default=[], help="Attach to STDIN, STDOUT or STDERR")
-    a("--detach-keys", default="", help="Override the key sequence for detaching a container")
-    a("--add-host", action="append", default=[], help="Add a custom host-to-IP mapping (host:ip)")
-    a("--dns", action="append", default=[], help="Set custom DNS servers")
-    a("-q", "--quiet", action="store_true", help="Suppress the pull output")
-    a("--volumes-from", action="append", default=[], help="Mount volumes from the specified container(s)")
-    a("--x11", action="store_true", help="Share the host's X11/Wayland display (socket, cookie, render nodes)")
-    a("--expose", action="append", default=[], help="Expose a port or a range of ports")
-    a("--network-alias", action="append", default=[], help="Add network-scoped alias for the container")
-    a("--ip", default="", help="IPv4 address (e.g., 172.30.100.104)")
-    a("image")
-    a("command", nargs="...")
+#: ``run`` and ``create``'s flags, read by argparse and by ``quickargs.parse`` alike (see quickargs.Flag):
+#: (option strings, action, default, type, choices, help).
+RUN_FLAGS: Flags = (
+    (("-d", "--detach"), STORE_TRUE, False, None, None, "Run container in background and print container ID"),
+    (("-i", "--interactive"), STORE_TRUE, False, None, None, "Keep STDIN open even if not attached"),
+    (("-t", "--tty"), STORE_TRUE, False, None, None, "Allocate a pseudo-TTY"),
+    (("--rm",), STORE_TRUE, False, None, None, "Automatically remove the container when it exits"),
+    (("--name",), STORE, None, None, None, "Assign a name to the container"),
+    (("-e", "--env"), APPEND, (), None, None, "Set environment variables"),
+    (("--env-file",), APPEND, (), None, None, "Read in a file of environment variables"),
+    (("-w", "--workdir"), STORE, "", None, None, "Working directory inside the container"),
+    (("-u", "--user"), STORE, "", None, None, "Username or UID (format: <name|uid>[:<group|gid>])"),
+    (("--group-add",), APPEND, (), None, None, "Add additional groups to join"),
+    (("--entrypoint",), STORE, None, None, None, "Overwrite the default ENTRYPOINT of the image"),
+    (("-h", "--hostname"), STORE, "", None, None, "Container host name"),
+    (("-v", "--volume"), APPEND, (), None, None, "Bind mount a volume"),
+    (("--mount",), APPEND, (), None, None, "Attach a filesystem mount to the container"),
+    (("--tmpfs",), APPEND, (), None, None, "Mount a tmpfs directory"),
+    (("--network", "--net"), STORE, "", None, None, "Connect a container to a network"),
+    (("-p", "--publish"), APPEND, (), None, None, "Publish a container's port(s) to the host"),
+    (("-P", "--publish-all"), STORE_TRUE, False, None, None, "Publish all exposed ports to random ports"),
+    (("--memory", "-m"), STORE, "", None, None, "Memory limit"),
+    (("--memory-swap",), STORE, "", None, None, "Swap limit equal to memory plus swap: -1 for unlimited"),
+    (("--cpus",), STORE, "", None, None, "Number of CPUs"),
+    (("--cpu-shares", "-c"), STORE, 0, "int", None, "CPU shares (relative weight)"),
+    (("--cpuset-cpus",), STORE, "", None, None, "CPUs in which to allow execution (0-3, 0,1)"),
+    (("--pids-limit",), STORE, 0, "int", None, "Tune container pids limit (set -1 for unlimited)"),
+    (("--shm-size",), STORE, "", None, None, "Size of /dev/shm"),
+    (("--read-only",), STORE_TRUE, False, None, None, "Mount the container's root filesystem as read only"),
+    (("--privileged",), STORE_TRUE, False, None, None, "Give extended privileges to this container"),
+    (("--cap-add",), APPEND, (), None, None, "Add Linux capabilities"),
+    (("--cap-drop",), APPEND, (), None, None, "Drop Linux capabilities"),
+    (("--security-opt",), APPEND, (), None, None, "Security Options"),
+    (("--sysctl",), APPEND, (), None, None, "Sysctl options"),
+    (("--ulimit",), APPEND, (), None, None, "Ulimit options"),
+    (("--device",), APPEND, (), None, None, "Add a host device to the container"),
+    (("--device-cgroup-rule",), APPEND, (), None, None, "Add a rule to the cgroup allowed devices list"),
+    (("--gpus",), APPEND, (), None, None, "GPU devices to add to the container ('all' to pass all GPUs)"),
+    (("--ipc",), STORE, "", None, None, "IPC mode to use"),
+    (("--pid",), STORE, "", None, None, "PID namespace to use"),
+    (("--uts",), STORE, "", None, None, "UTS namespace to use"),
+    (("--init",), STORE_TRUE, None, None, None, "Run an init inside the container"),
+    (("--label", "-l"), APPEND, (), None, None, "Set meta data on a container"),
+    (("--cidfile",), STORE, "", None, None, "Write the container ID to the file"),
+    (("--stop-signal",), STORE, "", None, None, "Signal to stop the container"),
+    (("--stop-timeout",), STORE, None, "int", None, "Timeout (in seconds) to stop a container"),
+    (("--oom-score-adj",), STORE, 0, "int", None, "Tune host's OOM preferences (-1000 to 1000)"),
+    (("--runtime",), STORE, "", None, None, "Runtime to use for this container (builtin, runc, crun)"),
+    (("--platform",), STORE, "", None, None, "Set platform if server is multi-platform capable"),
+    (("--pull",), STORE, "missing", None, ("always", "missing", "never"), "Pull image before running"),
+    (("-a", "--attach"), APPEND, (), None, None, "Attach to STDIN, STDOUT or STDERR"),
+    (("--detach-keys",), STORE, "", None, None, "Override the key sequence for detaching a container"),
+    (("--add-host",), APPEND, (), None, None, "Add a custom host-to-IP mapping (host:ip)"),
+    (("--dns",), APPEND, (), None, None, "Set custom DNS servers"),
+    (("-q", "--quiet"), STORE_TRUE, False, None, None, "Suppress the pull output"),
+    (("--volumes-from",), APPEND, (), None, None, "Mount volumes from the specified container(s)"),
+    (("--x11",), STORE_TRUE, False, None, None, "Share the host's X11/Wayland display (socket, cookie, render nodes)"),
+    (("--expose",), APPEND, (), None, None, "Expose a port or a range of ports"),
+    (("--network-alias",), APPEND, (), None, None, "Add network-scoped alias for the container"),
+    (("--ip",), STORE, "", None, None, "IPv4 address (e.g., 172.30.100.104)"),
+    (("image",), ONE, None, None, None, None),
+    (("command",), REST, None, None, None, None),
+)
 
+
+#: ``start``'s.
+START_FLAGS: Flags = (
+    (("containers",), SOME, None, None, None, None),
+    (("-a", "--attach"), STORE_TRUE, False, None, None, "Attach STDOUT/STDERR and forward signals"),
+    (("-i", "--interactive"), STORE_TRUE, False, None, None, "Attach container's STDIN"),
+    (("--detach-keys",), STORE, "", None, None, None),
+)
+
+#: ``ps``'s.
+PS_FLAGS: Flags = (
+    (("-a", "--all"), STORE_TRUE, False, None, None, "Show all containers (default shows just running)"),
+    (("-q", "--quiet"), STORE_TRUE, False, None, None, "Only display container IDs"),
+    (("-l", "--latest"), STORE_TRUE, False, None, None, "Show the latest created container"),
+    (("-n", "--last"), STORE, -1, "int", None, "Show n last created containers"),
+    (("--no-trunc",), STORE_TRUE, False, None, None, "Don't truncate output"),
+    (("-s", "--size"), STORE_TRUE, False, None, None, "Display total file sizes"),
+    (("-f", "--filter"), APPEND, (), None, None, "Filter output based on conditions provided"),
+    (("--format",), STORE, None, None, None, "Format output using a Go template"),
+)
+
+
+def _args(name: str, argv: list[str], usage: str, description: str, flags: Flags) -> Any:
+    """``argv`` read by ``quickargs`` (no argparse: ~3 ms of ``run``), or by the argparse parser built
+    from the same table when the quick reader is not sure: its errors, ``--help`` and introspection."""
+    a: Any = quickargs.parse(flags, argv)
+    if a is None:
+        p = common.Parser(name, usage, description)
+        quickargs.add_to_parser(p, flags)
+        a = p.parse_args(argv)
+    return a
 
 def _options(a: Any) -> Any:
     from dockyard.runtime import runopts as ro
@@ -185,9 +223,8 @@ def _create(eng: Any, a: Any) -> str:
 
 
 def run(name: str, argv: list[str]) -> int:
-    p = Parser(name, "[OPTIONS] IMAGE [COMMAND] [ARG...]", "Create and run a new container from an image")
-    _add_run_flags(p)
-    a = p.parse_args(argv)
+    a = _args(name, argv, "[OPTIONS] IMAGE [COMMAND] [ARG...]", "Create and run a new container from an image",
+              RUN_FLAGS)
     from dockyard.ops import containers as ops
 
     # The database stays open while attached: the monitor opens it meanwhile, so neither close is the
@@ -231,9 +268,7 @@ def _attach_and_wait(sock_path: Any, *, tty: bool, stdin: bool) -> int:
 
 
 def create(name: str, argv: list[str]) -> int:
-    p = Parser(name, "[OPTIONS] IMAGE [COMMAND] [ARG...]", "Create a new container")
-    _add_run_flags(p)
-    a = p.parse_args(argv)
+    a = _args(name, argv, "[OPTIONS] IMAGE [COMMAND] [ARG...]", "Create a new container", RUN_FLAGS)
     try:
         with engine() as eng:
             print(_create(eng, a))
@@ -245,12 +280,7 @@ def create(name: str, argv: list[str]) -> int:
 
 
 def start(name: str, argv: list[str]) -> int:
-    p = Parser(name, "[OPTIONS] CONTAINER [CONTAINER...]", "Start one or more stopped containers")
-    p.add_argument("containers", nargs="+")
-    p.add_argument("-a", "--attach", action="store_true", help="Attach STDOUT/STDERR and forward signals")
-    p.add_argument("-i", "--interactive", action="store_true", help="Attach container's STDIN")
-    p.add_argument("--detach-keys", default="")
-    a = p.parse_args(argv)
+    a = _args(name, argv, "[OPTIONS] CONTAINER [CONTAINER...]", "Start one or more stopped containers", START_FLAGS)
     from dockyard.ops import containers as ops
 
     if (a.attach or a.interactive) and len(a.containers) > 1:
@@ -306,20 +336,11 @@ def _command_text(c: dict[str, Any], no_trunc: bool) -> str:
     text = " ".join(args)
     if not no_trunc and len(text) > 20:
         text = text[:19] + "…"
-    return json.dumps(text, ensure_ascii=False)
+    return jsonc.dumps(text, ensure_ascii=False)
 
 
 def ps(name: str, argv: list[str]) -> int:
-    p = Parser(name, "[OPTIONS]", "List containers")
-    p.add_argument("-a", "--all", action="store_true", help="Show all containers (default shows just running)")
-    p.add_argument("-q", "--quiet", action="store_true", help="Only display container IDs")
-    p.add_argument("-l", "--latest", action="store_true", help="Show the latest created container")
-    p.add_argument("-n", "--last", type=int, default=-1, help="Show n last created containers")
-    p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
-    p.add_argument("-s", "--size", action="store_true", help="Display total file sizes")
-    p.add_argument("-f", "--filter", action="append", default=[], help="Filter output based on conditions provided")
-    p.add_argument("--format", help="Format output using a Go template")
-    a = p.parse_args(argv)
+    a = _args(name, argv, "[OPTIONS]", "List containers", PS_FLAGS)
     from dockyard.ops import containers as ops
 
     filters: dict[str, list[str]] = {}
@@ -401,7 +422,7 @@ def ps(name: str, argv: list[str]) -> int:
 
 def _each(name: str, argv: list[str], usage: str, desc: str, action: Any, extra: Any = None,
           echo: bool = True) -> int:
-    p = Parser(name, usage, desc)
+    p = common.Parser(name, usage, desc)
     p.add_argument("containers", nargs="+")
     if extra:
         extra(p)
@@ -485,7 +506,7 @@ def unpause(name: str, argv: list[str]) -> int:
 
 
 def rename(name: str, argv: list[str]) -> int:
-    p = Parser(name, "CONTAINER NEW_NAME", "Rename a container")
+    p = common.Parser(name, "CONTAINER NEW_NAME", "Rename a container")
     p.add_argument("container")
     p.add_argument("new_name")
     a = p.parse_args(argv)
@@ -497,7 +518,7 @@ def rename(name: str, argv: list[str]) -> int:
 
 
 def logs(name: str, argv: list[str]) -> int:
-    p = Parser(name, "[OPTIONS] CONTAINER", "Fetch the logs of a container")
+    p = common.Parser(name, "[OPTIONS] CONTAINER", "Fetch the logs of a container")
     p.add_argument("container")
     p.add_argument("-f", "--follow", action="store_true", help="Follow log output")
     p.add_argument("-n", "--tail", default="all", help='Number of lines to show from the end of the logs')
@@ -528,7 +549,7 @@ def logs(name: str, argv: list[str]) -> int:
 
         def emit(raw: bytes) -> None:
             try:
-                rec = json.loads(raw)
+                rec = jsonc.loads(raw)
             except ValueError:
                 return
             ts = parse_rfc3339(rec.get("time"))
@@ -581,7 +602,7 @@ def _time_arg(value: str) -> float:
 
 
 def attach(name: str, argv: list[str]) -> int:
-    p = Parser(name, "[OPTIONS] CONTAINER",
+    p = common.Parser(name, "[OPTIONS] CONTAINER",
                "Attach local standard input, output, and error streams to a running container")
     p.add_argument("container")
     p.add_argument("--no-stdin", action="store_true", help="Do not attach STDIN")
@@ -600,7 +621,7 @@ def attach(name: str, argv: list[str]) -> int:
 
 
 def commit(name: str, argv: list[str]) -> int:
-    p = Parser(name, "[OPTIONS] CONTAINER [REPOSITORY[:TAG]]", "Create a new image from a container's changes")
+    p = common.Parser(name, "[OPTIONS] CONTAINER [REPOSITORY[:TAG]]", "Create a new image from a container's changes")
     p.add_argument("container")
     p.add_argument("reference", nargs="?")
     p.add_argument("-m", "--message", default="", help="Commit message")
@@ -620,7 +641,8 @@ def commit(name: str, argv: list[str]) -> int:
 
 
 def container_inspect(name: str, argv: list[str]) -> int:
-    p = Parser(name, "[OPTIONS] CONTAINER [CONTAINER...]", "Display detailed information on one or more containers")
+    p = common.Parser(name, "[OPTIONS] CONTAINER [CONTAINER...]",
+                      "Display detailed information on one or more containers")
     p.add_argument("containers", nargs="+")
     p.add_argument("-f", "--format")
     p.add_argument("-s", "--size", action="store_true")
@@ -647,7 +669,7 @@ def container_inspect(name: str, argv: list[str]) -> int:
 
 
 def container_prune(name: str, argv: list[str]) -> int:
-    p = Parser(name, "[OPTIONS]", "Remove all stopped containers")
+    p = common.Parser(name, "[OPTIONS]", "Remove all stopped containers")
     p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
     p.add_argument("--filter", action="append", default=[])
     a = p.parse_args(argv)
@@ -673,7 +695,7 @@ def container_prune(name: str, argv: list[str]) -> int:
 
 
 def exec_(name: str, argv: list[str]) -> int:
-    p = Parser(name, "[OPTIONS] CONTAINER COMMAND [ARG...]", "Execute a command in a running container")
+    p = common.Parser(name, "[OPTIONS] CONTAINER COMMAND [ARG...]", "Execute a command in a running container")
     p.add_argument("-d", "--detach", action="store_true", help="Detached mode: run command in the background")
     p.add_argument("-i", "--interactive", action="store_true", help="Keep STDIN open even if not attached")
     p.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
@@ -695,7 +717,7 @@ def exec_(name: str, argv: list[str]) -> int:
 
 
 def top(name: str, argv: list[str]) -> int:
-    p = Parser(name, "CONTAINER [ps OPTIONS]", "Display the running processes of a container")
+    p = common.Parser(name, "CONTAINER [ps OPTIONS]", "Display the running processes of a container")
     p.add_argument("container")
     a = p.parse_args(argv)
     from dockyard.ops import containers as ops
@@ -747,7 +769,7 @@ def _container_pids(init_pid: int) -> list[int]:
 
 
 def diff(name: str, argv: list[str]) -> int:
-    p = Parser(name, "CONTAINER", "Inspect changes to files or directories on a container's filesystem")
+    p = common.Parser(name, "CONTAINER", "Inspect changes to files or directories on a container's filesystem")
     p.add_argument("container")
     a = p.parse_args(argv)
     from dockyard.ops import containers as ops
@@ -764,7 +786,7 @@ def diff(name: str, argv: list[str]) -> int:
 
 
 def export(name: str, argv: list[str]) -> int:
-    p = Parser(name, "[OPTIONS] CONTAINER", "Export a container's filesystem as a tar archive")
+    p = common.Parser(name, "[OPTIONS] CONTAINER", "Export a container's filesystem as a tar archive")
     p.add_argument("container")
     p.add_argument("-o", "--output", default="", help="Write to a file, instead of STDOUT")
     a = p.parse_args(argv)
@@ -778,7 +800,7 @@ def export(name: str, argv: list[str]) -> int:
 
 
 def cp(name: str, argv: list[str]) -> int:
-    p = Parser(name, "[OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n"
+    p = common.Parser(name, "[OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n"
                "       dockyard cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH",
                "Copy files/folders between a container and the local filesystem")
     p.add_argument("src")
