@@ -27,15 +27,15 @@ to stderr), so that an error is one line on stderr.
 
 from __future__ import annotations
 
-import contextlib
 import io
-import json
 import os
 import sys
 import time
-from collections import deque
-from collections.abc import Iterator, Mapping
 
+# Start-up time: a fully cached build is mostly imports, so none of contextlib, json, collections or
+# pathlib here (with re, enum and functools behind them, ~8 ms): small classes stand in for
+# contextlib's helpers, dockyard.jsonc for json, a list for deque, str paths for pathlib.
+from dockyard import jsonc
 from dockyard.build.dockerfile import (
     Dockerfile,
     Heredoc,
@@ -53,6 +53,7 @@ from dockyard.records import MutableRecord
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any, TextIO
 
     from dockyard.build.context import BuildContext, SourceTree
@@ -309,8 +310,10 @@ def plan(dockerfile: Dockerfile, *, build_args: Mapping[str, str] | None = None,
                     if name in build_args:
                         env[name] = build_args[name]
                     elif default is not None:
-                        with contextlib.suppress(BuildError):
+                        try:
                             env[name] = expand(default, env, escape=escape)
+                        except BuildError:
+                            pass
                 continue
             refs: list[str] = []
             for flag in node.flags:
@@ -381,7 +384,7 @@ class Vertex:
         self.name = name
         self.t0 = time.monotonic()
         self._partial = b""
-        self.tail: deque[str] = deque(maxlen=200)
+        self.tail: list[str] = []  # the last 200 lines of output, for the failure summary
         self.p.write(f"#{self.n} {name}\n")
 
     def status(self, text: str) -> None:
@@ -389,7 +392,10 @@ class Vertex:
         self.p.write(f"#{self.n} {text}\n")
 
     def log(self, text: str) -> None:
-        self.tail.append(text)
+        tail = self.tail
+        tail.append(text)
+        if len(tail) > 200:  # what deque(maxlen=200) did, without importing collections
+            del tail[0]
         self.p.write(f"#{self.n} {time.monotonic() - self.t0:.3f} {text}\n")
 
     def output(self, data: bytes) -> None:
@@ -446,7 +452,12 @@ class _StageState:
 def cache_key(parent: str, *parts: Any) -> str:
     """The build cache key of a step: sha256 over the parent image and what the step depends on."""
     material = [CACHE_VERSION, parent, *parts]
-    blob = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
+    try:
+        blob = jsonc.dumps(material, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):  # something JSON has no form for: json with str() for it, as ever
+        import json
+
+        blob = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + sha256_small(blob.encode("utf-8", "surrogateescape"))
 
 
@@ -528,7 +539,7 @@ def _may_have_stale_work_dirs(eng: Engine) -> bool:
     """Whether ``<root>/build`` holds work directories (``tmp-*``) that :func:`executor.cleanup_stale`
     would look at; when it holds none, the executor module need not be loaded at all."""
     try:
-        names = os.listdir(eng.root / "build")
+        names = os.listdir(os.path.join(eng.root_dir, "build"))
     except OSError:
         return False
     return any(n.startswith("tmp-") for n in names)
@@ -1083,22 +1094,16 @@ class Builder:
         vertex.done()
 
     # ---- filesystems ---------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _rootfs(self, st: _StageState) -> Iterator[tuple[Rootfs, Scratch]]:
-        from dockyard.build import executor
-
+    def _rootfs(self, st: _StageState) -> _RootfsScope:
+        """``with self._rootfs(st) as (rootfs, scratch)``: a step's writable root and its work dir."""
         chain = self._chain(st.image_id) if st.image_id else []
-        with executor.Scratch(self.eng) as scratch:
-            yield executor.Rootfs(scratch.path / "fs", chain), scratch
+        return _RootfsScope(self.eng, chain, "step")
 
-    @contextlib.contextmanager
-    def _image_view(self, image_id: str | None) -> Iterator[str]:
-        """A mounted root of ``image_id`` to read from (COPY --from, RUN --mount from=)."""
-        from dockyard.build import executor
-
+    def _image_view(self, image_id: str | None) -> _ImageView:
+        """``with self._image_view(id) as root``: a mounted root of ``image_id`` to read from (COPY
+        --from, RUN --mount from=)."""
         chain = self._chain(image_id) if image_id else []
-        with executor.Scratch(self.eng, "view") as scratch:
-            yield executor.Rootfs(scratch.path / "fs", chain).path
+        return _ImageView(self.eng, chain, "view")
 
     def _source_image(self, st: _StageState, ref: str, instr: Instruction) -> tuple[str | None, bool]:
         """(image ID, is a stage) for a ``--from`` value."""
@@ -1183,7 +1188,7 @@ class Builder:
             return
         from dockyard.build import executor  # only now: a fully cached build never loads it
 
-        with self._rootfs(st) as (rootfs, scratch), contextlib.ExitStack() as stack:
+        with self._rootfs(st) as (rootfs, scratch), _ExitStack() as stack:
             oci_mounts: list[dict[str, Any]] = []
             for i, m in enumerate(mounts):
                 oci = self._prepare_mount(st, m, instr, scratch, stack, i, env)
@@ -1191,10 +1196,11 @@ class Builder:
                     oci_mounts.append(oci)
             if script is not None:
                 pipes = scratch.sub("pipes")
-                path = pipes / script.name
-                path.write_text(script.text)
+                path = os.path.join(pipes, script.name)
+                with open(path, "w") as f:
+                    f.write(script.text)
                 os.chmod(path, 0o755)
-                oci_mounts.append(executor.bind_mount(str(pipes), "/dev/pipes", readonly=True))
+                oci_mounts.append(executor.bind_mount(pipes, "/dev/pipes", readonly=True))
             req = executor.RunRequest(argv=argv, env=env, user=str(st.config.get("User") or ""), workdir=wd,
                                       network=network, mounts=oci_mounts, privileged=security == "insecure")
             try:
@@ -1229,7 +1235,7 @@ class Builder:
         return None
 
     def _prepare_mount(self, st: _StageState, m: RunMount, instr: Instruction, scratch: Scratch,
-                       stack: contextlib.ExitStack, i: int, env: list[str]) -> dict[str, Any] | None:
+                       stack: _ExitStack, i: int, env: list[str]) -> dict[str, Any] | None:
         from dockyard.build import executor
 
         if m.type == "tmpfs":
@@ -1244,10 +1250,11 @@ class Builder:
                 return None
             kind, value = secret
             if kind == "env":
-                secret_file = scratch.sub("secrets") / f"{i}"
-                secret_file.write_text(value)
+                secret_file = os.path.join(scratch.sub("secrets"), f"{i}")
+                with open(secret_file, "w") as f:
+                    f.write(value)
                 os.chmod(secret_file, m.mode if m.mode is not None else 0o400)
-                source = str(secret_file)
+                source = secret_file
             else:
                 source = value
             if m.env:
@@ -1288,13 +1295,13 @@ class Builder:
             rel = found[0][1]
             source = self.context.host_path(rel)
             if self.context.matcher:
-                source = self._filtered_copy(self.context, rel, scratch.sub(f"bind-{i}") / "src")
+                source = self._filtered_copy(self.context, rel, os.path.join(scratch.sub(f"bind-{i}"), "src"))
         if not m.readonly and os.path.isdir(source):
             source = executor.writable_view(source, scratch.sub(f"rw-{i}"))
         return executor.bind_mount(source, m.target, readonly=bool(m.readonly))
 
     @staticmethod
-    def _filtered_copy(tree: SourceTree, rel: str, dest: os.PathLike[str]) -> str:
+    def _filtered_copy(tree: SourceTree, rel: str, dest: str | os.PathLike[str]) -> str:
         """A copy of ``rel`` with the ``.dockerignore``d files left out (a context bind mount)."""
         import shutil
 
@@ -1363,13 +1370,15 @@ class Builder:
         if is_add and flags.get_bool("keep-git-dir"):
             raise instr.error("ADD --keep-git-dir: git sources are not supported")
 
-        with contextlib.ExitStack() as stack:
+        with _ExitStack() as stack:
             downloads: list[Scratch] = []
 
             def download_dir() -> str:
                 if not downloads:
-                    downloads.append(stack.enter_context(_scratch(self.eng, "src")))
-                return str(downloads[0].sub(f"url-{len(items)}"))
+                    from dockyard.build import executor
+
+                    downloads.append(stack.enter_context(executor.Scratch(self.eng, "src")))
+                return downloads[0].sub(f"url-{len(items)}")
             keep_owner = False
             tree: SourceTree = self.context
             if from_ref:
@@ -1452,7 +1461,7 @@ class Builder:
                         copier.write_file(target, resolved.encode("utf-8", "surrogateescape"))
                     elif kind == "archive":
                         out = step_scratch.sub(f"unpack-{n}")
-                        executor.extract_archive(src_tree.host_path(resolved), str(out))
+                        executor.extract_archive(src_tree.host_path(resolved), out)
                         archive_copier = executor.Copier(rootfs.path, owner=owner, chmod=chmod,
                                                          keep_owner=True, exclude=exclude)
                         archive_copier.copy(SourceTree(out), named, "", dest_abs, True)
@@ -1469,12 +1478,74 @@ class Builder:
         return os.path.isdir(executor.resolve_in_root(root, path))
 
 
-@contextlib.contextmanager
-def _scratch(eng: Engine, kind: str) -> Iterator[Scratch]:
-    from dockyard.build import executor
+class _RootfsScope:
+    """A work directory (:class:`executor.Scratch`) with a :class:`executor.Rootfs` mounted in it;
+    ``with`` gives ``(rootfs, scratch)`` and removes both. A class rather than
+    ``@contextlib.contextmanager``: contextlib costs every build ~1 ms to import."""
 
-    with executor.Scratch(eng, kind) as s:
-        yield s
+    def __init__(self, eng: Engine, chain: list[LayerInfo], kind: str) -> None:
+        self.eng = eng
+        self.chain = chain
+        self.kind = kind
+        self.scratch: Scratch | None = None
+
+    def __enter__(self) -> tuple[Rootfs, Scratch]:
+        from dockyard.build import executor
+
+        scratch = self.scratch = executor.Scratch(self.eng, self.kind)
+        try:
+            return executor.Rootfs(os.path.join(scratch.path, "fs"), self.chain), scratch
+        except BaseException:
+            self.scratch = None
+            scratch.close()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        scratch, self.scratch = self.scratch, None
+        if scratch is not None:
+            scratch.close()
+
+
+class _ImageView(_RootfsScope):
+    """``with`` gives the mounted root's path only (an image to read from)."""
+
+    def __enter__(self) -> str:  # type: ignore[override]
+        return super().__enter__()[0].path
+
+
+class _ExitStack:
+    """What the steps use of ``contextlib.ExitStack`` (:meth:`enter_context`, :meth:`close`), without
+    importing contextlib: the exits run last-in first-out, each seeing the exception the ones before
+    it left (an exit that returns true suppresses it), and every one runs even if one fails."""
+
+    def __init__(self) -> None:
+        self._exits: list[Any] = []
+
+    def enter_context(self, cm: Any) -> Any:
+        value = cm.__enter__()
+        self._exits.append(cm.__exit__)
+        return value
+
+    def close(self) -> None:
+        self.__exit__(None, None, None)
+
+    def __enter__(self) -> _ExitStack:
+        return self
+
+    def __exit__(self, *exc: Any) -> bool:
+        received = exc[0] is not None
+        failed = False
+        while self._exits:
+            try:
+                if self._exits.pop()(*exc):
+                    exc = (None, None, None)
+                    failed = False
+            except BaseException as e:  # noqa: BLE001 - the rest still run, and see it
+                exc = (type(e), e, e.__traceback__)
+                failed = True
+        if failed:
+            raise exc[1]
+        return received and exc[0] is None
 
 
 def build(eng: Engine, context: BuildContext, opts: BuildOptions, out: TextIO | None = None) -> BuildResult:

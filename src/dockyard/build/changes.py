@@ -7,12 +7,11 @@ not here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from dockyard.errors import BuildError, InvalidArgument
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    from collections.abc import Mapping  # (it imports collections: annotations only)
     from typing import Any
 
 # What `docker commit -c` / `docker import -c` accept (moby's validCommitCommands).

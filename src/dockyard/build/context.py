@@ -18,16 +18,19 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import stat
-from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 from dockyard.errors import BuildError
 from dockyard.rootpath import resolve_in_root
 
+# No re or pathlib at module level: every build loads this module, and those two (with enum,
+# functools, collections, urllib.parse and ipaddress behind them) cost ~6 ms. ``re`` is imported
+# where a glob or a .dockerignore pattern is compiled.
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    import re
+    from collections.abc import Iterable, Iterator
+    from pathlib import Path
     from typing import BinaryIO
 
 __all__ = [
@@ -91,6 +94,8 @@ def _match_regex(pattern: str) -> re.Pattern[str]:
     cached = _match_cache.get(pattern)
     if cached is not None:
         return cached
+    import re
+
     out: list[str] = []
     i, n = 0, len(pattern)
     bad = BuildError(f"syntax error in pattern: {pattern}")
@@ -196,6 +201,8 @@ class _Pattern:
 
 def _compile_ignore(pattern: str) -> re.Pattern[str]:
     """moby's ``Pattern.compile``: ``**`` spans directories, ``*``/``?`` stay inside one."""
+    import re
+
     reg = "^"
     i, n = 0, len(pattern)
     while i < n:

@@ -23,9 +23,12 @@ MAINTAINER, JSON-looking arguments that are not valid JSON).
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Collection, Iterator, Mapping
+# Start-up time: no json, re or collections here (~8 ms of a cached build). ``re`` is imported only
+# for the input that needs it (heredocs, HEALTHCHECK durations, odd directive lines), JSON arrays
+# are read by json's own C scanner (``_json``), and ``_collections_abc`` is what
+# ``collections.abc`` re-exports, already loaded by ``os``.
+import _json
+from _collections_abc import Mapping
 
 from dockyard.build.shell import GO_SPACE_CHARS, ShellLexer, go_quote, go_quote_list, is_go_space
 from dockyard.errors import BuildError
@@ -33,6 +36,7 @@ from dockyard.records import MutableRecord
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    from collections.abc import Collection, Iterator
     from typing import Any
 
 __all__ = [
@@ -96,7 +100,9 @@ _BLANKS = frozenset("\t\v\f\r ")
 _RE_DIRECTIVE = r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*\Z"  # only for lines starting with '#'
 _RE_HEREDOC = r"^([0-9]*)<<(-?)([^<]*)\Z"
 _RE_LEADING_TABS = r"^\t+"
-_RE_STAGE_NAME = r"^[a-z][a-z0-9\-_.]*\Z"
+# A stage name, BuildKit's ``^[a-z][a-z0-9-_.]*$``: see :func:`_valid_stage_name`.
+_STAGE_NAME_FIRST = frozenset("abcdefghijklmnopqrstuvwxyz")
+_STAGE_NAME_REST = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 _VALID_DIRECTIVES = ("syntax", "escape", "check")
 
 
@@ -132,7 +138,11 @@ class Heredoc(MutableRecord):
     @property
     def text(self) -> str:
         """The body as the builder should use it: leading tabs removed for ``<<-``."""
-        return re.sub(_RE_LEADING_TABS, "", self.content, flags=re.MULTILINE) if self.chomp else self.content
+        if not self.chomp:
+            return self.content
+        import re
+
+        return re.sub(_RE_LEADING_TABS, "", self.content, flags=re.MULTILINE)
 
 
 class Instruction(MutableRecord):
@@ -333,6 +343,42 @@ class _ParseError(Exception):
 # --------------------------------------------------------------------------------------------
 
 
+_ASCII_SPACE = " \t\n\r\f\v"  # \s with re.ASCII
+_ASCII_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_ASCII_ALNUM = _ASCII_LETTERS | frozenset("0123456789")
+
+
+def _match_directive(line: str) -> tuple[str, str] | None:
+    """``re.match(_RE_DIRECTIVE, line, re.ASCII)`` as ``(name, value)``, or None.
+
+    Hand-written because ``# syntax=...`` tops many Dockerfiles and importing ``re`` costs every
+    such build ~4 ms. The regex's backtracking gives a value made only of blanks as its last blank.
+    """
+    if "\n" in line:  # (never, once lines are split; the regex's "." would not match it)
+        import re
+
+        m = re.match(_RE_DIRECTIVE, line, re.ASCII)
+        return None if m is None else (m.group(1), m.group(2))
+    if not line.startswith("#"):
+        return None
+    rest = line[1:].lstrip(_ASCII_SPACE)
+    if rest[:1] not in _ASCII_LETTERS:
+        return None
+    i = 1
+    while i < len(rest) and rest[i] in _ASCII_ALNUM:
+        i += 1
+    after = rest[i:].lstrip(_ASCII_SPACE)
+    if not after.startswith("="):
+        return None
+    after = after[1:]
+    value = after.strip(_ASCII_SPACE)
+    if not value:
+        if not after:
+            return None
+        value = after[-1]
+    return rest[:i], value
+
+
 class _Directives:
     """Parser directives state: they are only read before the first instruction or comment."""
 
@@ -350,17 +396,17 @@ class _Directives:
         """Record ``line`` if it is a directive; return whether it was one."""
         if self.done:
             return False
-        match = re.match(_RE_DIRECTIVE, line, re.ASCII) if line.startswith("#") else None
+        match = _match_directive(line) if line.startswith("#") else None
         if match is None:
             self.done = True
             return False
-        key = match.group(1).lower()
+        key = match[0].lower()
         if key not in _VALID_DIRECTIVES:
             self.done = True
             return False
         if key in self.values:
             raise _ParseError(f"only one {key} parser directive can be used", hash_hint=False)
-        value = match.group(2)
+        value = match[1]
         if key == "escape":
             self.set_escape(value)
         self.values[key] = value
@@ -584,14 +630,33 @@ def _reject_constant(name: str) -> object:
     raise ValueError(name)  # NaN/Infinity are not JSON to Go
 
 
+class _JSONScanContext:
+    """What ``json.JSONDecoder(parse_constant=_reject_constant)`` hands its C scanner."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = staticmethod(_reject_constant)
+
+
+# ``json.loads(text, parse_constant=_reject_constant)`` for a text starting with ``[``, through the
+# C scanner json itself uses: same values, and a shell-form ``RUN [ -f x ] && ...`` (not JSON) is
+# told apart without importing json (and re) for its error message.
+_scan_json = _json.make_scanner(_JSONScanContext())  # type: ignore[arg-type]
+
+
 def _parse_json(rest: str) -> list[str] | None:
     """The JSON array's strings; None if ``rest`` is not a JSON array (so it is shell form)."""
     text = _go_trim_left(rest)
     if not text.startswith("["):
         return None
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
+        value, end = _scan_json(text, 0)
+    except (StopIteration, ValueError, RecursionError):
+        return None
+    if text[end:].strip(" \t\n\r"):  # json's trailing whitespace, then nothing ("Extra data")
         return None
     if not isinstance(value, list):
         return None
@@ -713,7 +778,11 @@ def _can_contain_heredoc(instr: Instruction) -> bool:
 
 def _heredoc_from_word(word: str) -> Heredoc | None:
     """A Heredoc if ``word`` looks like ``[n]<<[-]NAME``; the name's quoting decides ``expand``."""
-    match = re.match(_RE_HEREDOC, word) if "<<" in word else None
+    if "<<" not in word:
+        return None
+    import re  # only for a line with a heredoc
+
+    match = re.match(_RE_HEREDOC, word)
     if match is None:
         return None
     fd = int(match.group(1)) if match.group(1) else 0
@@ -1022,12 +1091,17 @@ def parse_from(instr: Instruction) -> FromSpec:
     stage: str | None = None
     if len(instr.args) == 3:
         stage = instr.args[2].lower()
-        if not re.match(_RE_STAGE_NAME, stage):
+        if not _valid_stage_name(stage):
             raise instr.error(
                 f"invalid name for build stage: {go_quote(instr.args[2])}, "
                 "name can't start with a number or contain symbols"
             )
     return FromSpec(instr.args[0], stage, flags.get("platform"))
+
+
+def _valid_stage_name(name: str) -> bool:
+    """``re.match(r"^[a-z][a-z0-9\\-_.]*\\Z", name)``, without ``re`` (every multi-stage build)."""
+    return name[:1] in _STAGE_NAME_FIRST and _STAGE_NAME_REST.issuperset(name)
 
 
 def key_value_pairs(instr: Instruction) -> list[tuple[str, str]]:
@@ -1088,6 +1162,7 @@ def parse_duration(text: str) -> int:
         return 0
     if rest == "":
         raise ValueError(f"time: invalid duration {quoted}")
+    import re
     from fractions import Fraction
 
     total = Fraction(0)
@@ -1150,6 +1225,8 @@ def parse_healthcheck(instr: Instruction) -> dict[str, Any]:
         config[key] = nanos
     retries = flags.get("retries", "")
     if retries:
+        import re
+
         if not re.fullmatch(r"[+-]?[0-9]+", retries):
             raise instr.error(f"invalid --retries value: {go_quote(retries)}")
         count = int(retries)

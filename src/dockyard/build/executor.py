@@ -19,21 +19,22 @@ with their parents' mtimes restored, as BuildKit does, so they never end up in a
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
 import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 from dockyard.build.context import IgnoreMatcher, SourceTree
 from dockyard.errors import BuildError, DockyardError
 from dockyard.records import MutableRecord
 
+# No contextlib, pathlib or json here: every RUN, COPY or WORKDIR step that misses the cache loads
+# this module, and those (with re, enum, functools, collections, urllib.parse and ipaddress behind
+# them) cost ~8 ms. Paths are ``str``; try/except stands in for ``contextlib.suppress``.
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
     from typing import Any, BinaryIO
 
     from dockyard.engine import Engine, NewLayer
@@ -54,9 +55,9 @@ def _token_hex(nbytes: int) -> str:
     return os.urandom(nbytes).hex()
 
 
-def work_root(eng: Engine) -> Path:
-    p = eng.root / "build"
-    p.mkdir(parents=True, exist_ok=True, mode=0o700)
+def work_root(eng: Engine) -> str:
+    p = os.path.join(eng.root_dir, "build")
+    os.makedirs(p, mode=0o700, exist_ok=True)
     return p
 
 
@@ -79,21 +80,15 @@ def mounts_under(path: str | os.PathLike[str]) -> list[str]:
     return sorted(set(found), key=lambda p: p.count("/"), reverse=True)
 
 
-_libc: Any = None
-
-
-def _libc_handle() -> Any:
-    global _libc
-    if _libc is None:
-        import ctypes
-
-        _libc = ctypes.CDLL(None, use_errno=True)
-    return _libc
-
-
 def _umount(target: str) -> bool:
     """Detach the mount at ``target`` (and everything below it); False if there was none."""
-    return bool(_libc_handle().umount2(target.encode(), MNT_DETACH) == 0)
+    from dockyard.runtime import linux  # its ctypes sliver: the ctypes package costs ~2 ms to import
+
+    try:
+        linux.umount2(target, MNT_DETACH)
+    except OSError:
+        return False
+    return True
 
 
 def unmount_all_under(path: str | os.PathLike[str]) -> None:
@@ -106,11 +101,10 @@ def unmount_all_under(path: str | os.PathLike[str]) -> None:
 
 
 def _mount(source: str, target: str, fstype: str, flags: int, data: str) -> None:
-    import ctypes
+    """mount(2); OSError (naming ``target``) on failure."""
+    from dockyard.runtime import linux
 
-    if _libc_handle().mount(source.encode(), target.encode(), fstype.encode(), flags, data.encode()) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), target)
+    linux.mount(source, target, fstype, flags, data)
 
 
 def remove_dir(path: str | os.PathLike[str]) -> None:
@@ -125,34 +119,38 @@ def remove_dir(path: str | os.PathLike[str]) -> None:
         pass
     from dockyard.store.layers import remove_tree
 
-    with contextlib.suppress(FileNotFoundError):
+    try:
         remove_tree(os.fspath(path))
+    except FileNotFoundError:
+        pass
 
 
 def cleanup_stale(eng: Engine) -> None:
     """Remove the work directories of builds whose process is gone."""
-    root = eng.root / "build"
-    if not root.is_dir():
+    root = os.path.join(eng.root_dir, "build")
+    try:
+        names = os.listdir(root)
+    except (FileNotFoundError, NotADirectoryError):
         return
     from dockyard.store.content import _pid_alive
 
-    for p in root.iterdir():
-        if p.name.startswith("tmp-"):
-            pid_s = p.name.split("-")[1]
+    for name in names:
+        if name.startswith("tmp-"):
+            pid_s = name.split("-")[1]
             if pid_s.isdigit() and not _pid_alive(int(pid_s)):
-                remove_dir(p)
+                remove_dir(os.path.join(root, name))
 
 
 class Scratch:
     """A temporary directory for one step (or one build); removed, mounts and all, on close."""
 
     def __init__(self, eng: Engine, kind: str = "step") -> None:
-        self.path = work_root(eng) / f"tmp-{os.getpid()}-{kind}-{_token_hex(6)}"
-        self.path.mkdir(mode=0o700)
+        self.path = os.path.join(work_root(eng), f"tmp-{os.getpid()}-{kind}-{_token_hex(6)}")
+        os.mkdir(self.path, 0o700)
 
-    def sub(self, name: str) -> Path:
-        p = self.path / name
-        p.mkdir(parents=True, exist_ok=True)
+    def sub(self, name: str) -> str:
+        p = os.path.join(self.path, name)
+        os.makedirs(p, exist_ok=True)
         return p
 
     def close(self) -> None:
@@ -253,10 +251,10 @@ def user_ids(user: str, root: str) -> tuple[int, int]:
 class Rootfs:
     """A writable overlay over an image's layers, mounted; :meth:`commit` makes its changes a layer."""
 
-    def __init__(self, base: Path, chain: list[LayerInfo]) -> None:
+    def __init__(self, base: str | os.PathLike[str], chain: list[LayerInfo]) -> None:
         from dockyard.store import snapshots
 
-        self.lowers = [x.path for x in chain]
+        self.lowers = [_layer_dir(x) for x in chain]
         self.parent_chain = chain[-1].chain_id if chain else None
         # Not ``snapshots.prepare``, which fills the init layer with a container's stubs (/.dockerenv,
         # /etc/hosts...): builds see the image as it is (as BuildKit's do), and the mount points RUN
@@ -303,6 +301,12 @@ class Rootfs:
             return eng.add_layer_from_tar(f, self.parent_chain)
 
 
+def _layer_dir(info: LayerInfo) -> str:
+    """The unpacked layer's directory as a ``str`` (``diff_dir``; ``path`` would be a ``Path``)."""
+    d = getattr(info, "diff_dir", None)
+    return d if isinstance(d, str) else os.fspath(info.path)
+
+
 def _mount_volatile(snap: Snapshot) -> bool:
     """Mount a step's overlay with ``volatile`` (Linux 5.10+): no syncs reach the upper dir's filesystem.
 
@@ -344,16 +348,20 @@ def _xattrs(path: str) -> dict[str, bytes]:
     for n in names:
         if n.startswith("trusted.overlay.") or n.startswith("user.overlay."):
             continue
-        with contextlib.suppress(OSError):
+        try:
             out[n] = os.getxattr(path, n, follow_symlinks=False)
+        except OSError:
+            pass
     return out
 
 
 def _is_opaque(path: str) -> bool:
     for name in ("trusted.overlay.opaque", "user.overlay.opaque"):
-        with contextlib.suppress(OSError):
+        try:
             if os.getxattr(path, name, follow_symlinks=False) == b"y":
                 return True
+        except OSError:
+            pass
     return False
 
 
@@ -448,16 +456,20 @@ class Stubs:
                 st = os.lstat(host)
             except OSError:
                 continue
-            with contextlib.suppress(OSError):
+            try:
                 if stat.S_ISDIR(st.st_mode):
                     os.rmdir(host)  # only if empty
                 elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
                     os.unlink(host)
+            except OSError:
+                pass
         for parent, (atime, mtime) in self.parents.items():
-            with contextlib.suppress(OSError):
+            try:
                 # only if it changed: touching a directory of a lower layer would copy it up
                 if os.stat(parent).st_mtime_ns != mtime:
                     os.utime(parent, ns=(atime, mtime))
+            except OSError:
+                pass
 
 
 # --------------------------------------------------------------------------------------------
@@ -489,8 +501,8 @@ class RunRequest(MutableRecord):
         self.hostname = hostname
 
 
-def _run_root() -> Path:
-    return Path(os.environ.get("DOCKYARD_RUN_ROOT", "/run/dockyard"))
+def _run_root() -> str:
+    return os.environ.get("DOCKYARD_RUN_ROOT", "/run/dockyard")
 
 
 _subreaper_set = False
@@ -508,7 +520,8 @@ def _become_subreaper() -> None:
 
 def _host_resolv_conf(network: str) -> str:
     try:
-        text = Path("/etc/resolv.conf").read_text()
+        with open("/etc/resolv.conf") as f:
+            text = f.read()
     except OSError:
         text = ""
     if network != "host" and "nameserver 127." in text:
@@ -546,32 +559,37 @@ def make_dir_in_root(root: str, path: str, *, uid: int = 0, gid: int = 0, mode: 
     return created
 
 
-def run_container(eng: Engine, rootfs: Rootfs, scratch: Path, req: RunRequest,
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def run_container(eng: Engine, rootfs: Rootfs, scratch: str | os.PathLike[str], req: RunRequest,
                   on_output: Callable[[bytes], None]) -> int:
     """Run ``req.argv`` in ``rootfs``; stream its output to ``on_output``; return its exit code.
 
     Raises BuildError if the container cannot be created or its command cannot be started.
     """
-    import json
-
+    from dockyard import jsonc
     from dockyard.runtime import spec as specmod
     from dockyard.runtime.builtin import BuiltinRuntime
     from dockyard.runtime.runopts import RunOptions
 
     cid = "build-" + _token_hex(16)
-    bundle = scratch / "bundle"
-    bundle.mkdir(parents=True, exist_ok=True)
-    (bundle / "hostname").write_text(req.hostname + "\n")
-    (bundle / "hosts").write_text(f"127.0.0.1\tlocalhost {req.hostname}\n::1\tlocalhost ip6-localhost "
-                                  "ip6-loopback\n")
-    (bundle / "resolv.conf").write_text(_host_resolv_conf(req.network))
+    bundle = os.path.join(scratch, "bundle")
+    os.makedirs(bundle, exist_ok=True)
+    hostname_path = os.path.join(bundle, "hostname")
+    hosts_path = os.path.join(bundle, "hosts")
+    resolv_conf_path = os.path.join(bundle, "resolv.conf")
+    _write_text(hostname_path, req.hostname + "\n")
+    _write_text(hosts_path, f"127.0.0.1\tlocalhost {req.hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+    _write_text(resolv_conf_path, _host_resolv_conf(req.network))
     opts = RunOptions(cmd=list(req.argv), env=list(req.env), workdir=req.workdir or "/", user=req.user,
                       network=req.network, hostname=req.hostname, privileged=req.privileged)
     try:
         spec = specmod.build_spec(
             {}, opts, container_id=cid, rootfs=rootfs.path, cgroups_path=f"/dockyard/{cid}",
-            hostname_path=str(bundle / "hostname"), hosts_path=str(bundle / "hosts"),
-            resolv_conf_path=str(bundle / "resolv.conf"),
+            hostname_path=hostname_path, hosts_path=hosts_path, resolv_conf_path=resolv_conf_path,
             passwd_text=read_root_file(rootfs.path, "/etc/passwd"),
             group_text=read_root_file(rootfs.path, "/etc/group"),
             host_hostname=os.uname().nodename,  # socket.gethostname(), without socket
@@ -582,24 +600,26 @@ def run_container(eng: Engine, rootfs: Rootfs, scratch: Path, req: RunRequest,
     # The working directory is created as part of the step (runc does the same).
     make_dir_in_root(rootfs.path, spec["process"]["cwd"])
     stubs = Stubs(rootfs.path, [m["destination"] for m in spec["mounts"]])
-    (bundle / "config.json").write_text(json.dumps(spec))
+    _write_text(os.path.join(bundle, "config.json"), jsonc.dumps(spec))
 
     _become_subreaper()
-    rt = BuiltinRuntime(root=_run_root() / "runtime")
+    rt = BuiltinRuntime(root=os.path.join(_run_root(), "runtime"))
     r, w = os.pipe2(os.O_CLOEXEC)
     devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
     pid = 0
     try:
         try:
-            pid = rt.create(cid, str(bundle), stdio=(devnull, w, w))
+            pid = rt.create(cid, bundle, stdio=(devnull, w, w))
         finally:
             os.close(w)
             os.close(devnull)
         try:
             rt.start(cid)
         except DockyardError as e:
-            with contextlib.suppress(ChildProcessError):
+            try:
                 os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
             pid = 0
             raise BuildError(str(e))
         while True:
@@ -626,16 +646,20 @@ def run_container(eng: Engine, rootfs: Rootfs, scratch: Path, req: RunRequest,
         except Exception as e:  # noqa: BLE001 - cleanup must go on; say what was left behind
             sys.stderr.write(f"warning: removing build container {cid}: {e}\n")
         if pid:
-            with contextlib.suppress(ChildProcessError):
+            try:
                 os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
         _reap()
         stubs.clean()
 
 
 def _reap() -> None:
-    with contextlib.suppress(ChildProcessError):
+    try:
         while os.waitpid(-1, os.WNOHANG)[0] > 0:
             pass
+    except ChildProcessError:
+        pass
 
 
 # --------------------------------------------------------------------------------------------
@@ -800,13 +824,13 @@ def tmpfs_mount(target: str, size: str = "") -> dict[str, Any]:
     return {"destination": target, "type": "tmpfs", "source": "tmpfs", "options": opts}
 
 
-def writable_view(source: str, scratch: Path) -> str:
+def writable_view(source: str, scratch: str | os.PathLike[str]) -> str:
     """An overlay over ``source`` whose writes go to a throwaway upper (``rw`` binds)."""
-    upper, work, merged = scratch / "u", scratch / "w", scratch / "m"
+    upper, work, merged = (os.path.join(scratch, d) for d in ("u", "w", "m"))
     for p in (upper, work, merged):
-        p.mkdir(parents=True, exist_ok=True)
+        os.makedirs(p, exist_ok=True)
     try:
-        _mount("overlay", str(merged), "overlay", 0,
+        _mount("overlay", merged, "overlay", 0,
                f"lowerdir={source},upperdir={upper},workdir={work},index=off")
     except OSError:
         # overlay cannot stack on this source (e.g. it is itself an overlay): copy it instead
@@ -814,22 +838,28 @@ def writable_view(source: str, scratch: Path) -> str:
 
         remove_dir(merged)
         shutil.copytree(source, merged, symlinks=True)
-    return str(merged)
+    return merged
 
 
-@contextlib.contextmanager
-def cache_dir(eng: Engine, m: RunMount, seed: Callable[[str], None] | None = None) -> Iterator[str]:
-    """The persistent directory of a cache mount, locked per its ``sharing`` mode while in use."""
+def cache_dir(eng: Engine, m: RunMount, seed: Callable[[str], None] | None = None) -> Any:
+    """``with cache_dir(eng, m) as path``: the persistent directory of a cache mount, locked per its
+    ``sharing`` mode while in use. (contextlib only here, for the steps that have a cache mount.)"""
+    import contextlib
+
+    return contextlib.contextmanager(_cache_dir)(eng, m, seed)
+
+
+def _cache_dir(eng: Engine, m: RunMount, seed: Callable[[str], None] | None) -> Iterator[str]:
     import fcntl
     import shutil
     import tempfile
     from urllib.parse import quote
 
-    base = eng.root / "build-cache-mounts"
-    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    base = os.path.join(eng.root_dir, "build-cache-mounts")
+    os.makedirs(base, mode=0o700, exist_ok=True)
     name = quote(m.id, safe="") or "default"
-    path = base / name
-    lock_path = base / f"{name}.lock"
+    path = os.path.join(base, name)
+    lock_path = os.path.join(base, f"{name}.lock")
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     tmp: str | None = None
     try:
@@ -842,11 +872,11 @@ def cache_dir(eng: Engine, m: RunMount, seed: Callable[[str], None] | None = Non
                 tmp = tempfile.mkdtemp(prefix=f"{name}.private-", dir=base)
         else:
             fcntl.flock(fd, fcntl.LOCK_SH)
-        target = tmp or str(path)
-        if tmp is None and not path.exists():
-            fresh = Path(tempfile.mkdtemp(prefix=f".{name}.new-", dir=base))
+        target = tmp or path
+        if tmp is None and not os.path.exists(path):
+            fresh = tempfile.mkdtemp(prefix=f".{name}.new-", dir=base)
             if seed is not None:
-                seed(str(fresh))
+                seed(fresh)
             os.chmod(fresh, m.mode if m.mode is not None else 0o755)
             os.chown(fresh, m.uid or 0, m.gid or 0)
             try:
@@ -1012,8 +1042,10 @@ class Copier:
         elif stat.S_ISLNK(mode):
             os.symlink(os.readlink(src), host)
             os.lchown(host, uid, gid)
-            with contextlib.suppress(OSError, NotImplementedError):
+            try:
                 os.utime(host, ns=(st.st_mtime_ns, st.st_mtime_ns), follow_symlinks=False)
+            except (OSError, NotImplementedError):
+                pass
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
             os.mknod(host, stat.S_IFMT(mode) | perm, st.st_rdev)
             os.chmod(host, perm)
@@ -1024,8 +1056,10 @@ class Copier:
     def finish(self) -> None:
         """Set directory times last (writing entries into a directory changes its mtime)."""
         for host, _atime, mtime in reversed(self._dir_times):
-            with contextlib.suppress(OSError):
+            try:
                 os.utime(host, ns=(mtime, mtime))
+            except OSError:
+                pass
         self._dir_times = []
 
 
@@ -1038,8 +1072,10 @@ def _copy_xattrs(src: str, dst: str) -> None:
     for name in names:
         if name.startswith(("trusted.overlay.", "user.overlay.", "security.selinux")):
             continue
-        with contextlib.suppress(OSError):
+        try:
             os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False), follow_symlinks=False)
+        except OSError:
+            pass
 
 
 def _copy_file(src: str, dst: str) -> None:
@@ -1140,8 +1176,10 @@ def fetch_url(url: str, dest_dir: str, checksum: str | None = None) -> Download:
                 raise BuildError(f"failed to load {url}: invalid response status {r.status_code}")
             lm = r.headers.get("last-modified")
             if lm:
-                with contextlib.suppress(TypeError, ValueError):
+                try:
                     mtime = parsedate_to_datetime(lm).timestamp()
+                except (TypeError, ValueError):
+                    pass
             cd = r.headers.get("content-disposition", "")
             if "filename=" in cd:
                 cand = cd.split("filename=", 1)[1].strip().strip('"').split(";")[0]

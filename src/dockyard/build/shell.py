@@ -22,11 +22,13 @@ Everything is pure: no I/O, no global state. Errors are :class:`dockyard.errors.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping
-
 from dockyard.errors import BuildError
 from dockyard.records import MutableRecord
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    import re
+    from collections.abc import Iterable, Mapping
 
 __all__ = [
     "GO_SPACE_CHARS",
@@ -543,8 +545,12 @@ def _shell_pattern_to_regex(pattern: str, *, greedy: bool, anchored: bool) -> re
     """``*`` and ``?`` wildcards (no bracket expressions) to a regex, as BuildKit converts them.
 
     ``\\`` escapes ``*``, ``?`` and itself; before ``}`` or ``/`` it only protected the character
-    from ending the ``${...}`` and is dropped; any other escape is an error.
+    from ending the ``${...}`` and is dropped; any other escape is an error. (``re`` is imported
+    here, for the few words with ``${VAR%pat}`` and friends: at module level it, and enum,
+    functools and collections with it, would cost every build ~4 ms.)
     """
+    import re
+
     out: list[str] = ["^"] if anchored else []
     star = ".*" if greedy else ".*?"
     i = 0
@@ -617,6 +623,8 @@ def _go_expand_template(template: str, match: re.Match[str]) -> str:
     in the replacement as a group reference. The converted pattern has no groups, so every other
     reference is empty; a ``$`` that starts no reference stays literal.
     """
+    import re  # only for ${VAR//pat/repl} (see _shell_pattern_to_regex)
+
     name_re = re.compile(_TEMPLATE_NAME)
     out: list[str] = []
     i = 0
