@@ -25,17 +25,19 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import tarfile
-from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 from dockyard.digest import CHUNK, HashingReader
 from dockyard.errors import CorruptData, DockyardError, UnsafeArchive
 from dockyard.records import MutableRecord
+from dockyard.store import tarstream
+from dockyard.store.tarstream import TarInfo
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
     from typing import Any, BinaryIO, Literal
+
+    StrPath = str | os.PathLike[str]
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
@@ -143,7 +145,7 @@ def _remove_at(dir_fd: int, name: str, st: os.stat_result) -> None:
         os.unlink(name, dir_fd=dir_fd)
 
 
-def remove_tree(path: str | Path) -> None:
+def remove_tree(path: StrPath) -> None:
     """Delete ``path`` (a directory tree of any depth, or anything else); missing is fine.
 
     Never follows symlinks inside the tree. Use it instead of ``shutil.rmtree`` for layer and
@@ -168,7 +170,7 @@ def _ns(value: Any) -> int:
     return int(round(float(value) * 1_000_000_000))
 
 
-def _tar_xattrs(ti: tarfile.TarInfo) -> dict[str, bytes]:
+def _tar_xattrs(ti: TarInfo) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for key, value in ti.pax_headers.items():
         if key.startswith("SCHILY.xattr."):
@@ -183,18 +185,6 @@ def _tar_xattrs(ti: tarfile.TarInfo) -> dict[str, bytes]:
             except ValueError:
                 continue
     return {k: v for k, v in out.items() if k}
-
-
-class _SafeTarInfo(tarfile.TarInfo):
-    """Refuses huge PAX / GNU long-name headers, which tarfile would read into memory whole."""
-
-    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
-        special = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
-                   tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
-        if self.type in special and self.size > _MAX_SPECIAL_HEADER:
-            raise CorruptData(f"layer tar: a {self.size}-byte extended header is too large")
-        proc: Any = super()._proc_member  # type: ignore[misc]
-        return proc(tarfile_)
 
 
 # ---- the directory walker ---------------------------------------------------------------------
@@ -311,7 +301,7 @@ class _Unpacker:
         self.dirs: dict[tuple[str, ...], _DirMeta] = {}
         # "apply" mode: every path this layer created or walked through, to survive its own opaque marker.
         self.touched: set[tuple[str, ...]] = set()
-        self.tf: tarfile.TarFile | None = None
+        self.tf: tarstream.TarReader | None = None
 
     def skip(self, what: str, why: str) -> None:
         self.stats.skipped.append((what, why))
@@ -323,7 +313,7 @@ class _Unpacker:
 
     # -- entries --
 
-    def entry(self, ti: tarfile.TarInfo) -> None:
+    def entry(self, ti: TarInfo) -> None:
         member = ti.name
         self.stats.entries += 1
         parts = _split_name(member, member)
@@ -402,7 +392,7 @@ class _Unpacker:
         except OSError as e:
             raise _err(member, e, "removing what it replaces")
 
-    def _regular(self, pfd: int, leaf: str, member: str, ti: tarfile.TarInfo) -> None:
+    def _regular(self, pfd: int, leaf: str, member: str, ti: TarInfo) -> None:
         fd = os.open(leaf, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                      dir_fd=pfd)
         with open(fd, "wb", closefd=True) as f:
@@ -431,7 +421,7 @@ class _Unpacker:
                 self.skip(member, "mtime out of range")
 
     def _hardlink(self, pfd: int, leaf: str, existing: os.stat_result | None, target: list[str],
-                  member: str, ti: tarfile.TarInfo) -> None:
+                  member: str, ti: TarInfo) -> None:
         tfd = self.tree.walk(target[:-1], member, create=False)
         if tfd is None:
             raise CorruptData(f"layer entry {member!r}: hard link target {ti.linkname!r} not found")
@@ -455,7 +445,7 @@ class _Unpacker:
 
     # -- whiteouts --
 
-    def _whiteout(self, ti: tarfile.TarInfo, parts: list[str], member: str) -> None:
+    def _whiteout(self, ti: TarInfo, parts: list[str], member: str) -> None:
         leaf = parts[-1]
         if leaf == WHITEOUT_OPAQUE:
             self._opaque(parts[:-1], member)
@@ -549,7 +539,7 @@ class _Unpacker:
 
     # -- metadata --
 
-    def _times(self, ti: tarfile.TarInfo) -> tuple[int, int]:
+    def _times(self, ti: TarInfo) -> tuple[int, int]:
         mtime = _ns(ti.mtime)
         atime = mtime
         raw = ti.pax_headers.get("atime")
@@ -561,7 +551,7 @@ class _Unpacker:
         return mtime, atime
 
     def _chown(self, fd: int | None, dir_fd: int | None, name: str | None, member: str,
-               ti: tarfile.TarInfo) -> None:
+               ti: TarInfo) -> None:
         try:
             if fd is not None:
                 os.fchown(fd, ti.uid, ti.gid)
@@ -575,7 +565,7 @@ class _Unpacker:
                 raise _err(member, e, "chown")
             self.skip(member, f"chown {ti.uid}:{ti.gid}: {e.strerror}")
 
-    def _xattrs(self, target: int | str, member: str, ti: tarfile.TarInfo, xattrs: dict[str, bytes],
+    def _xattrs(self, target: int | str, member: str, ti: TarInfo, xattrs: dict[str, bytes],
                 *, is_dir_fd: int | None = None) -> None:
         for key in sorted(xattrs):
             value = xattrs[key]
@@ -597,7 +587,7 @@ class _Unpacker:
                     raise _err(member, e, f"xattr {key}")
                 self.skip(member, f"xattr {key}: {e.strerror}")
 
-    def _meta_at(self, pfd: int, leaf: str, member: str, ti: tarfile.TarInfo, *, symlink: bool) -> None:
+    def _meta_at(self, pfd: int, leaf: str, member: str, ti: TarInfo, *, symlink: bool) -> None:
         self._chown(None, pfd, leaf, member, ti)
         if not symlink:
             # Just created by us, not a symlink, and nothing else writes into dest meanwhile.
@@ -611,7 +601,7 @@ class _Unpacker:
         except (OSError, OverflowError, ValueError):
             self.skip(member, "mtime out of range")
 
-    def _record_dir(self, parts: tuple[str, ...], member: str, ti: tarfile.TarInfo) -> None:
+    def _record_dir(self, parts: tuple[str, ...], member: str, ti: TarInfo) -> None:
         mtime, atime = self._times(ti)
         xattrs = _tar_xattrs(ti)
         self.dirs[parts] = _DirMeta(parts, member, ti.mode & 0o7777, ti.uid, ti.gid, mtime, atime, xattrs)
@@ -629,7 +619,7 @@ class _Unpacker:
             if fd is None:
                 continue
             try:
-                ti = tarfile.TarInfo(meta.member)
+                ti = TarInfo(meta.member)
                 ti.uid, ti.gid = meta.uid, meta.gid
                 self._chown(fd, None, None, meta.member, ti)
                 os.fchmod(fd, meta.mode)
@@ -653,7 +643,7 @@ class _CountingReader:
         return data
 
 
-def unpack(stream: BinaryIO, dest: str | Path, *,
+def unpack(stream: BinaryIO, dest: StrPath, *,
            whiteouts: Literal["overlay", "apply"] = "overlay") -> UnpackStats:
     """Unpack an uncompressed layer tar from ``stream`` (read once, no seek) into ``dest``.
 
@@ -674,33 +664,29 @@ def unpack(stream: BinaryIO, dest: str | Path, *,
     root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     u = _Unpacker(root_fd, whiteouts, stats)
     try:
+        reader = tarstream.TarReader(counting, max_special=_MAX_SPECIAL_HEADER)
+        u.tf = reader
         try:
-            tf = tarfile.open(fileobj=counting, mode="r|",  # type: ignore[call-overload]  # noqa: SIM115
-                              tarinfo=_SafeTarInfo, encoding="utf-8", errors="surrogateescape")
-        except tarfile.ReadError as e:
-            if counting.count == 0:
-                tf = None  # an empty stream is an empty layer
-            else:
+            ti = reader.next()
+        except tarstream.HeaderTooLarge as e:
+            raise CorruptData(f"layer tar: {e}")
+        except tarstream.ReadError as e:
+            if counting.count:
                 raise CorruptData(f"layer is not a valid tar archive: {e}")
-        if tf is not None:
-            u.tf = tf
+            ti = None  # an empty stream is an empty layer
+        while ti is not None:
             try:
-                while True:
-                    try:
-                        ti = tf.next()
-                    except (tarfile.TarError, EOFError) as e:
-                        raise CorruptData(f"layer tar is damaged: {e}")
-                    if ti is None:
-                        break
-                    tf.members.clear()  # stream mode keeps every header otherwise
-                    try:
-                        u.entry(ti)
-                    except (tarfile.TarError, EOFError) as e:
-                        raise CorruptData(f"layer tar is damaged at {ti.name!r}: {e}")
-                    except OSError as e:
-                        raise _err(ti.name, e)
-            finally:
-                tf.close()
+                u.entry(ti)
+            except tarstream.TarError as e:
+                raise CorruptData(f"layer tar is damaged at {ti.name!r}: {e}")
+            except OSError as e:
+                raise _err(ti.name, e)
+            try:
+                ti = reader.next()
+            except tarstream.HeaderTooLarge as e:
+                raise CorruptData(f"layer tar: {e}")
+            except tarstream.TarError as e:
+                raise CorruptData(f"layer tar is damaged: {e}")
         u.finish_dirs()
         hashing.drain()
     finally:
@@ -802,16 +788,15 @@ class _TarOut:
     """A deterministic PAX tar writer: no user/group names, whole-second mtimes, sorted xattrs."""
 
     def __init__(self, out: BinaryIO) -> None:
-        self.tf = tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT,  # noqa: SIM115
-                               encoding="utf-8", errors="surrogateescape")
+        self.tf = tarstream.TarWriter(out)  # tarfile's "w|" PAX stream, byte for byte
         self.links: dict[tuple[int, int], str] = {}
 
     def close(self) -> None:
         self.tf.close()
 
     @staticmethod
-    def _info(name: str, st: os.stat_result | None) -> tarfile.TarInfo:
-        ti = tarfile.TarInfo(name)
+    def _info(name: str, st: os.stat_result | None) -> TarInfo:
+        ti = TarInfo(name)
         ti.uname = ti.gname = ""
         if st is not None:
             ti.mode = stat.S_IMODE(st.st_mode)
@@ -824,7 +809,7 @@ class _TarOut:
     def marker(self, parts: Sequence[str], leaf: str, st: os.stat_result | None) -> None:
         """A ``.wh.`` entry: a whiteout or an opaque-directory marker (empty regular file)."""
         ti = self._info("/".join([*parts, leaf]), st)
-        ti.type = tarfile.REGTYPE
+        ti.type = tarstream.REGTYPE
         ti.mode &= 0o777
         ti.size = 0
         self.tf.addfile(ti)
@@ -838,30 +823,30 @@ class _TarOut:
         ti.pax_headers = {f"SCHILY.xattr.{k}": v.decode("utf-8", "surrogateescape")
                           for k, v in _read_xattrs(path, xattr_names).items()}
         if stat.S_ISDIR(mode):
-            ti.type = tarfile.DIRTYPE
+            ti.type = tarstream.DIRTYPE
         elif stat.S_ISREG(mode):
             key = (st.st_dev, st.st_ino)
             if st.st_nlink > 1 and key in self.links:
-                ti.type = tarfile.LNKTYPE
+                ti.type = tarstream.LNKTYPE
                 ti.linkname = self.links[key]
                 self.tf.addfile(ti)
                 return True
             if st.st_nlink > 1:
                 self.links[key] = name
-            ti.type = tarfile.REGTYPE
+            ti.type = tarstream.REGTYPE
             ti.size = st.st_size
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
             with open(fd, "rb", closefd=True) as f:
                 self.tf.addfile(ti, f)
             return True
         elif stat.S_ISLNK(mode):
-            ti.type = tarfile.SYMTYPE
+            ti.type = tarstream.SYMTYPE
             ti.linkname = os.readlink(path)
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-            ti.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+            ti.type = tarstream.CHRTYPE if stat.S_ISCHR(mode) else tarstream.BLKTYPE
             ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
         elif stat.S_ISFIFO(mode):
-            ti.type = tarfile.FIFOTYPE
+            ti.type = tarstream.FIFOTYPE
         else:
             return False
         self.tf.addfile(ti)
@@ -917,8 +902,8 @@ def _lower_names(lower_dirs: Sequence[str], parts: Sequence[str]) -> list[str]:
 
 # ---- overlay upper -> layer tar / changes ------------------------------------------------------
 
-def write_diff_tar(upper: str | Path, out: BinaryIO, *,
-                   lower_dirs: Sequence[str | Path] | None = None) -> None:
+def write_diff_tar(upper: StrPath, out: BinaryIO, *,
+                   lower_dirs: Sequence[StrPath] | None = None) -> None:
     """Write the layer tar of an overlayfs upper dir to ``out`` (PAX, deterministic order and bytes).
 
     Whiteout devices become ``.wh.NAME`` entries and opaque directories a directory entry followed by
@@ -944,7 +929,7 @@ def write_diff_tar(upper: str | Path, out: BinaryIO, *,
         w.close()
 
 
-def changes(upper: str | Path, lower_dirs: Sequence[str | Path]) -> list[tuple[str, str]]:
+def changes(upper: StrPath, lower_dirs: Sequence[StrPath]) -> list[tuple[str, str]]:
     """``docker diff`` of an overlay upper dir: sorted ``("A"|"C"|"D", "/path")``.
 
     ``lower_dirs`` are the image layers topmost first (the ``lowerdir=`` order). A path present in the
@@ -972,7 +957,7 @@ def changes(upper: str | Path, lower_dirs: Sequence[str | Path]) -> list[tuple[s
 
 # ---- copying fallback: applying layer dirs onto a flattened copy ---------------------------------
 
-def copy_layer_apply(layer: str | Path, dest: str | Path) -> UnpackStats:
+def copy_layer_apply(layer: StrPath, dest: StrPath) -> UnpackStats:
     """Apply one overlay-format layer directory onto ``dest``, a flattened copy of the layers below.
 
     For the copying snapshotter (no overlayfs): call it for each layer, bottom first. Whiteout
@@ -1111,14 +1096,14 @@ def _compare_trees(lower: str, upper: str, compare_content: bool) -> list[tuple[
     return out
 
 
-def changes_dirs(lower: str | Path, upper_full: str | Path, *,
+def changes_dirs(lower: StrPath, upper_full: StrPath, *,
                  compare_content: bool = True) -> list[tuple[str, str]]:
     """``docker diff`` between a base tree and its full, modified copy: sorted ``(kind, "/path")``."""
     found = _compare_trees(str(lower), str(upper_full), compare_content)
     return sorted(((k, "/" + "/".join(p)) for k, p in found), key=lambda x: x[1])
 
 
-def diff_dirs(lower: str | Path, upper_full: str | Path, out: BinaryIO, *,
+def diff_dirs(lower: StrPath, upper_full: StrPath, out: BinaryIO, *,
               compare_content: bool = True) -> None:
     """Write the layer tar that turns ``lower`` into ``upper_full`` (the copying fallback's commit).
 
@@ -1144,7 +1129,7 @@ def diff_dirs(lower: str | Path, upper_full: str | Path, out: BinaryIO, *,
 
 # ---- sizes ----------------------------------------------------------------------------------
 
-def dir_size(path: str | Path) -> int:
+def dir_size(path: StrPath) -> int:
     """Apparent size of everything under ``path`` that is not a directory; hard links counted once."""
     seen: set[tuple[int, int]] = set()
     total = 0
