@@ -74,57 +74,15 @@ def _write_text(path: str, text: str) -> None:
 
 
 def _remove_tree(path: str) -> None:
-    """Delete a container's directory, however deep, never following symlinks; missing is fine.
+    """Delete a container's directory, however deep, never following symlinks; missing is fine."""
+    from dockyard.store.layers import remove_tree  # cheap since layers has no tarfile
 
-    ``dockyard.store.layers.remove_tree``'s walk (iterative, one descriptor at a time), here because
-    importing that module (tarfile, pathlib) or shutil would cost ``rm`` and the monitor's ``--rm``
-    cleanup more than the removal itself."""
-    import stat
-
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-    parent, name = os.path.split(os.path.abspath(path))
-    if not name:
-        raise ValueError("refusing to remove /")
-    pfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        try:
-            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
-        except FileNotFoundError:
-            return
-        if not stat.S_ISDIR(st.st_mode):
-            os.unlink(name, dir_fd=pfd)
-            return
-        cur = os.open(name, flags, dir_fd=pfd)
-        stack = [(name, iter(os.listdir(cur)))]
-        try:
-            while stack:
-                for child in stack[-1][1]:
-                    try:
-                        st = os.stat(child, dir_fd=cur, follow_symlinks=False)
-                    except FileNotFoundError:
-                        continue
-                    if stat.S_ISDIR(st.st_mode):
-                        nfd = os.open(child, flags, dir_fd=cur)
-                        os.close(cur)
-                        cur = nfd
-                        stack.append((child, iter(os.listdir(cur))))
-                        break
-                    os.unlink(child, dir_fd=cur)
-                else:
-                    done, _ = stack.pop()
-                    if stack:
-                        nfd = os.open("..", flags, dir_fd=cur)
-                        os.close(cur)
-                        cur = nfd
-                        os.rmdir(done, dir_fd=cur)
-        finally:
-            os.close(cur)
-        os.rmdir(name, dir_fd=pfd)
-    finally:
-        os.close(pfd)
+    remove_tree(path)
 
 
 # ---- resolving ------------------------------------------------------------------------------
+
+
 def resolve(eng: Engine, name_or_id: str) -> dict[str, Any]:
     """A container row (as a dict, config and state decoded) by name, full ID or unique prefix."""
     name = name_or_id.lstrip("/")
@@ -824,7 +782,7 @@ def commit(eng: Engine, c: dict[str, Any], repo_tag: str | None = None, *, messa
 
 # ---- inspect --------------------------------------------------------------------------------
 def inspect(eng: Engine, c: dict[str, Any]) -> dict[str, Any]:
-    from dockyard.cli.format import rfc3339
+    from dockyard.timestamps import rfc3339
 
     c = refresh(eng, c)
     st = c["state"]
