@@ -13,10 +13,8 @@ to import, bodies streamed as they arrive), or by httpx when a proxy is set in t
 
 from __future__ import annotations
 
-import shutil
+import os
 import sys
-import threading
-from pathlib import Path
 
 from dockyard.digest import HashingReader, sha256_bytes
 from dockyard.errors import (
@@ -46,6 +44,7 @@ from dockyard.store.layerstore import TeeReader
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    import threading
     from typing import Any, BinaryIO, TextIO
 
     from dockyard.engine import Engine, NewLayer
@@ -79,7 +78,7 @@ class _Pending:
 
     __slots__ = ("index", "writer", "tmp", "size")
 
-    def __init__(self, index: int, writer: BlobWriter, tmp: Path | None, size: int) -> None:
+    def __init__(self, index: int, writer: BlobWriter, tmp: str | None, size: int) -> None:
         self.index = index
         self.writer = writer
         self.tmp = tmp
@@ -258,7 +257,7 @@ class Puller:
                         eng.layers.publish(pd.tmp, chain, diff_ids[pd.index],
                                            chains[pd.index - 1] if pd.index else None, pd.size)
                     else:
-                        shutil.rmtree(pd.tmp, ignore_errors=True)
+                        _discard(pd.tmp)
                     pd.tmp = None
                 layers[pd.index] = NewLayer(blob.digest, d.media_type, d.size, diff_ids[pd.index], chain)
                 p.update(short_digest(d.digest), "Pull complete")
@@ -284,6 +283,8 @@ class Puller:
         # A small pool of threads, not concurrent.futures (which imports logging: start-up time). The
         # first failure stops the others at their next read and leaves the layers not begun; the
         # error of the first layer (in the manifest's order) that failed is raised.
+        import threading
+
         cancel = threading.Event()
         lock = threading.Lock()
         results: dict[int, _Pending] = {}
@@ -344,7 +345,7 @@ class Puller:
             p.update(sid, "Downloading", total[0], d.size)
 
         writer = eng.content.writer()
-        tmp: Path | None = None
+        tmp: str | None = None
         src: Any = None
         try:
             if eng.content.has(d.digest):
@@ -379,7 +380,7 @@ class Puller:
         except BaseException:
             writer.abort()
             if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
+                _discard(tmp)
             raise
         finally:
             if src is not None:
@@ -392,11 +393,22 @@ def _check_blob(writer: BlobWriter, d: Descriptor) -> None:
                           f"{writer.size} bytes with digest {writer.digest} (expected {d.size} bytes)")
 
 
+def _discard(tmp: str | os.PathLike[str]) -> None:
+    """Remove a half-unpacked layer directory, best effort (the layer store's walk: no shutil, and no
+    recursion limit for a hostile layer's depth)."""
+    from dockyard.store.layers import remove_tree
+
+    try:
+        remove_tree(tmp)
+    except OSError:
+        pass
+
+
 def _abort(pending: list[_Pending]) -> None:
     for pd in pending:
         pd.writer.abort()
         if pd.tmp is not None:
-            shutil.rmtree(pd.tmp, ignore_errors=True)
+            _discard(pd.tmp)
             pd.tmp = None
 
 

@@ -9,10 +9,13 @@ fields with defaults) so that a configuration file can fill it as well as the en
 
 from __future__ import annotations
 
-import ipaddress
 import os
 
 from dockyard.records import MutableRecord
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    import ipaddress
 
 DOCKER_HUB_DOMAIN = "docker.io"
 DOCKER_HUB_API_HOST = "registry-1.docker.io"
@@ -85,6 +88,8 @@ class RegistryConfig(MutableRecord):
             if entry in (domain, host):
                 return True
             if "/" in entry and ip is not None:
+                import ipaddress
+
                 try:
                     if ip in ipaddress.ip_network(entry, strict=False):
                         return True
@@ -119,6 +124,8 @@ def split_host(domain: str) -> str:
 
 
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    import ipaddress  # here: it imports functools and collections, ~3 ms of every build and pull
+
     try:
         return ipaddress.ip_address(host)
     except ValueError:

@@ -9,7 +9,6 @@ changes are printed, one plain line each, and byte counts are left out, again as
 from __future__ import annotations
 
 import sys
-import threading
 import time
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -59,7 +58,9 @@ class Progress:
         self._order: list[str] = []
         self._text: dict[str, str] = {}
         self._last_draw: dict[str, float] = {}
-        self._lock = threading.Lock()
+        from _thread import allocate_lock  # threading's Lock, without importing threading
+
+        self._lock = allocate_lock()
 
     def _write(self, s: str) -> None:
         self.out.write(s)

@@ -125,25 +125,23 @@ class LayerStore:
     def exclusive(self) -> _Flock:
         return _Flock(self._lock_path, fcntl.LOCK_EX)
 
-    def new_tmp(self) -> Path:
-        from pathlib import Path
-
+    def new_tmp(self) -> str:
         d = os.path.join(self.layers_dir, f"tmp-{os.getpid()}-{random_hex(6)}")
         os.makedirs(os.path.join(d, "diff"))
-        return Path(d)
+        return d
 
     def unpack(self, tar_stream: BinaryIO, parent_chain: str | None, diff_id: str | None = None,
-               sink: BlobWriter | None = None) -> tuple[Path, int]:
+               sink: BlobWriter | None = None) -> tuple[str, int]:
         """Unpack an uncompressed tar into a fresh temporary layer dir; returns (tmp dir, size)."""
         from dockyard.store import layers
 
         tmp = self.new_tmp()
         try:
             stream: BinaryIO = TeeReader(tar_stream, sink) if sink is not None else tar_stream  # type: ignore[assignment]
-            layers.unpack(stream, tmp / "diff", whiteouts="overlay")
+            layers.unpack(stream, os.path.join(tmp, "diff"), whiteouts="overlay")
             while stream.read(CHUNK):  # tar's trailing padding belongs to the digest too
                 pass
-            size = layers.dir_size(tmp / "diff")
+            size = layers.dir_size(os.path.join(tmp, "diff"))
         except BaseException:
             _rm(tmp)
             raise
