@@ -6,11 +6,14 @@ from dockyard.errors import CorruptData, InvalidArgument
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
-    from typing import BinaryIO
+    from typing import Any, BinaryIO
 
 _HEX_LENGTH = {"sha256": 64, "sha512": 128}
 _LOWER_HEX = frozenset("0123456789abcdef")
 CHUNK = 1 << 20
+#: A stream up to this size is hashed by CPython's own SHA-256 (no OpenSSL to load): about where
+#: hashlib's ~3 ms of loading pays for its faster hashing on this kind of machine.
+SMALL_STREAM = 1 << 20
 
 
 def validate(digest: str) -> str:
@@ -38,7 +41,10 @@ def random_hex(nbytes: int) -> str:
 
 
 def sha256_bytes(data: bytes) -> str:
-    import hashlib  # lazily: loading OpenSSL costs ~3 ms that `run` and `ps` never need
+    """``sha256:<hex>`` of ``data``: small inputs (chain IDs, configs, manifests) without loading OpenSSL."""
+    if len(data) <= SMALL_STREAM:
+        return "sha256:" + sha256_small(data)
+    import hashlib  # lazily: loading OpenSSL costs ~3 ms that `run`, `ps` and most builds never need
 
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -73,21 +79,37 @@ def sha256_file(path: str) -> str:
 class HashingReader:
     """Wraps a binary stream; hashes (and counts) every byte read through it.
 
-    Used to compute a layer's digest and its diff_id in one pass while it is unpacked.
+    Used to compute a layer's digest and its diff_id in one pass while it is unpacked. A stream that
+    stays under ``SMALL_STREAM`` is hashed at the end with :func:`sha256_small`: a build step's or a
+    commit's layer is usually small, and loading OpenSSL for ``hashlib`` costs ~3 ms, more than hashing it.
     """
 
     def __init__(self, raw: BinaryIO, algorithm: str = "sha256") -> None:
         self._raw = raw
-        import hashlib
+        self._h: Any = None
+        self._held: list[bytes] | None = [] if algorithm == "sha256" else None
+        if self._held is None:
+            import hashlib
 
-        self._h = hashlib.new(algorithm)
+            self._h = hashlib.new(algorithm)
         self._algo = algorithm
         self.size = 0
 
     def read(self, n: int = -1) -> bytes:
         data = self._raw.read(n)
-        self._h.update(data)
         self.size += len(data)
+        if self._held is not None:
+            self._held.append(data)
+            if self.size <= SMALL_STREAM:
+                return data
+            import hashlib
+
+            self._h = hashlib.sha256()
+            for chunk in self._held:
+                self._h.update(chunk)
+            self._held = None
+            return data
+        self._h.update(data)
         return data
 
     def readinto(self, b: bytearray | memoryview) -> int:
@@ -105,6 +127,8 @@ class HashingReader:
 
     @property
     def digest(self) -> str:
+        if self._held is not None:
+            return "sha256:" + sha256_small(b"".join(self._held))
         return f"{self._algo}:{self._h.hexdigest()}"
 
 
