@@ -52,7 +52,7 @@ def default_root() -> Path:
 
 
 def now_rfc3339() -> str:
-    from dockyard.cli.format import rfc3339
+    from dockyard.timestamps import rfc3339
 
     return rfc3339(time.time())
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import time
 
+from dockyard.timestamps import rfc3339 as rfc3339  # re-exported: the CLI formats with the rest
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     from collections.abc import Sequence  # imports collections: ~2 ms of every command at run time
@@ -86,15 +88,6 @@ def parse_rfc3339(value: str | None) -> float | None:
         return _dt.datetime.fromisoformat(v).timestamp()
     except ValueError:
         return None
-
-
-def rfc3339(ts: float) -> str:
-    """A timestamp as Docker writes one: UTC with nanoseconds."""
-    import datetime as _dt
-
-    dt = _dt.datetime.fromtimestamp(ts, _dt.UTC)
-    ns = int(round((ts - math.floor(ts)) * 1e9)) % 1_000_000_000
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{ns:09d}Z"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

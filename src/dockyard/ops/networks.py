@@ -1369,7 +1369,7 @@ def _endpoint_settings(network_id: str, endpoint_id: str, gateway: str, ip: str,
 
 def inspect_network(eng: Engine, net: dict[str, Any]) -> dict[str, Any]:
     """Docker's ``network inspect`` object."""
-    from dockyard.cli.format import rfc3339
+    from dockyard.timestamps import rfc3339
 
     if net["name"] == "bridge" and not net.get("subnet"):
         with _locked():
