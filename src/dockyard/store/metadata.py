@@ -250,9 +250,22 @@ class MetadataDB:
             self._migrate()
 
     def _migrate(self) -> None:
-        mode = self.conn.execute("PRAGMA journal_mode").fetchone()[0]
-        if mode != "wal":
-            self.conn.execute("PRAGMA journal_mode = WAL")
+        # Switching to WAL takes an exclusive lock and SQLite answers "database is locked" at once,
+        # without its busy handler, while another process opening a new store holds a lock: retry
+        # (within the same 30 s as the busy timeout), then look again, since the other may have switched it.
+        from _sqlite3 import OperationalError
+
+        deadline = time.monotonic() + 30.0
+        while True:
+            try:
+                mode = self.conn.execute("PRAGMA journal_mode").fetchone()[0]
+                if mode != "wal":
+                    self.conn.execute("PRAGMA journal_mode = WAL")
+                break
+            except OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
         with self.transaction():
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
             for i in range(version, len(MIGRATIONS)):
