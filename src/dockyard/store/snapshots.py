@@ -66,21 +66,15 @@ class Snapshot(Record):
 
 
 def _libc_mount(source: str, target: str, fstype: str, flags: int, data: str) -> None:
-    import ctypes
+    from dockyard.libc import mount  # a sliver of _ctypes: the ctypes package costs ~2 ms to import
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.mount(source.encode(), target.encode(), fstype.encode(), flags, data.encode()) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), target)
+    mount(source, target, fstype, flags, data)
 
 
 def _libc_umount(target: str, flags: int = 0) -> None:
-    import ctypes
+    from dockyard.libc import umount2
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.umount2(target.encode(), flags) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), target)
+    umount2(target, flags)
 
 
 def default_driver() -> str:
@@ -166,12 +160,9 @@ def unmount(snap: Snapshot) -> None:
 
 def remove(snap: Snapshot) -> None:
     unmount(snap)
-    import shutil
+    from dockyard.store.layers import remove_tree  # no shutil (~8 ms to import), no recursion limit
 
-    try:
-        shutil.rmtree(snap.base)
-    except FileNotFoundError:
-        pass
+    remove_tree(snap.base)
 
 
 def resolve_in_root(root: str | os.PathLike[str], path: str, *, follow_last: bool = True) -> Path:
