@@ -15,6 +15,7 @@ import time
 
 from dockyard import jsonc
 from dockyard.errors import Conflict, ContainerNotFound, InvalidArgument, RuntimeFailure
+from dockyard.locks import FileLock
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -367,33 +368,9 @@ def start(eng: Engine, cid: str, *, wait_attach: bool = False) -> str:
         return _start_locked(eng, resolve(eng, cid), wait_attach=wait_attach, lock_fd=lock_fd)
 
 
-class _ContainerLock:
-    """``with container_lock(cdir) as fd``: a class, not ``contextlib.contextmanager`` (start-up time)."""
-
-    def __init__(self, cdir: str | os.PathLike[str]) -> None:
-        self._path = os.path.join(os.fspath(cdir), "lock")
-        self._fd = -1
-
-    def __enter__(self) -> int:
-        import fcntl
-
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd = fd
-        return fd
-
-    def __exit__(self, *exc: object) -> None:
-        fd, self._fd = self._fd, -1
-        os.close(fd)
-
-
-def container_lock(cdir: str | os.PathLike[str]) -> _ContainerLock:
+def container_lock(cdir: str | os.PathLike[str]) -> FileLock:
     """Serialises a container's start with the previous run's cleanup (both mount and unmount)."""
-    return _ContainerLock(cdir)
+    return FileLock(os.path.join(os.fspath(cdir), "lock"))
 
 
 def _start_locked(eng: Engine, c: dict[str, Any], *, wait_attach: bool, lock_fd: int) -> str:

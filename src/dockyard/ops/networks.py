@@ -23,13 +23,13 @@ before its process starts; ``detach`` when it exited (``forget=True`` on ``rm``)
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import time
 
 from dockyard import jsonc
 from dockyard.digest import random_hex
 from dockyard.errors import Conflict, DockyardError, InvalidArgument, NotFound, RuntimeFailure
+from dockyard.locks import FileLock
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -167,35 +167,29 @@ _lock_depth = 0
 
 
 class _Locked:
-    """The machine-wide network lock (re-entrant within a process: a second flock would deadlock).
-
-    A class rather than ``contextlib.contextmanager``: contextlib is not worth its import on run's path."""
+    """The machine-wide network lock (re-entrant within a process: a second flock would deadlock)."""
 
     def __init__(self) -> None:
-        self._fd = -1
+        self._lock: FileLock | None = None
 
     def __enter__(self) -> None:
         global _lock_depth
         if _lock_depth:
             _lock_depth += 1
             return
-        fd = os.open(os.path.join(_net_state_dir(), "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._fd = fd
+        lock = FileLock(os.path.join(_net_state_dir(), "lock"))
+        lock.__enter__()
+        self._lock = lock
         _lock_depth = 1
 
     def __exit__(self, *exc: object) -> None:
         global _lock_depth
-        if self._fd < 0:
+        lock, self._lock = self._lock, None
+        if lock is None:
             _lock_depth -= 1
             return
-        fd, self._fd = self._fd, -1
         _lock_depth = 0
-        os.close(fd)
+        lock.__exit__()
 
 
 def _locked() -> _Locked:

@@ -13,6 +13,7 @@ import fcntl
 import os
 
 from dockyard.digest import CHUNK, hex_of, random_hex
+from dockyard.locks import FileLock
 from dockyard.records import LazyPath, Record
 from dockyard.store.content import BlobWriter, _pid_alive
 from dockyard.store.metadata import MetadataDB
@@ -57,35 +58,6 @@ class TeeReader:
             pass
 
 
-class _Flock:
-    """``with`` an flock(2) on the store's lock file: what a ``contextlib.contextmanager`` gave, without
-    importing contextlib (and with it collections and functools) on every command."""
-
-    __slots__ = ("_path", "_op", "_f")
-
-    def __init__(self, path: str, op: int) -> None:
-        self._path = path
-        self._op = op
-        self._f: BinaryIO | None = None
-
-    def __enter__(self) -> None:
-        f = open(self._path, "a+b")  # noqa: SIM115 - closed in __exit__
-        try:
-            fcntl.flock(f, self._op)
-        except BaseException:
-            f.close()
-            raise
-        self._f = f
-
-    def __exit__(self, *exc: object) -> None:
-        f, self._f = self._f, None
-        if f is not None:
-            try:
-                fcntl.flock(f, fcntl.LOCK_UN)
-            finally:
-                f.close()
-
-
 class LayerStore:
     root = LazyPath("layers_dir")
 
@@ -118,12 +90,12 @@ class LayerStore:
             return None
         return LayerInfo(chain_id, row["diff_id"], row["size"], diff)
 
-    def using(self) -> _Flock:
+    def using(self) -> FileLock:
         """Held (shared) while a command adds layers and images; GC takes it exclusively."""
-        return _Flock(self._lock_path, fcntl.LOCK_SH)
+        return FileLock(self._lock_path, fcntl.LOCK_SH)
 
-    def exclusive(self) -> _Flock:
-        return _Flock(self._lock_path, fcntl.LOCK_EX)
+    def exclusive(self) -> FileLock:
+        return FileLock(self._lock_path, fcntl.LOCK_EX)
 
     def new_tmp(self) -> str:
         d = os.path.join(self.layers_dir, f"tmp-{os.getpid()}-{random_hex(6)}")
