@@ -437,18 +437,20 @@ def _check_console_flags(cfg: dict[str, object], console_socket: str | None, *, 
 
 
 def _console_pair() -> tuple[int, int]:
-    import socket
+    import _socket  # not socket: it builds enums at import (~3 ms)
 
-    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     return a.detach(), b.detach()
 
 
 def _recv_master(fd: int) -> int:
-    import socket
+    import _socket
 
-    sock = socket.socket(fileno=fd)
+    from .linux import recv_fds
+
+    sock = _socket.socket(fileno=fd)
     try:
-        _, fds, _, _ = socket.recv_fds(sock, 4096, 1)
+        _, fds, _, _ = recv_fds(sock, 4096, 1)
     finally:
         sock.close()
     if not fds:
