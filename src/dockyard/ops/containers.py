@@ -14,6 +14,7 @@ import os
 import time
 
 from dockyard import jsonc
+from dockyard.atomic import write_atomic
 from dockyard.errors import Conflict, ContainerNotFound, InvalidArgument, RuntimeFailure
 from dockyard.locks import FileLock
 
@@ -324,9 +325,7 @@ def _write_bundle(eng: Engine, cid: str, cdir: str, image_config: dict[str, Any]
             edits.extend(display.x11_edits(os.environ, cookie_dir=Path(cdir), uid=u["uid"], gid=u["gid"]))
         devmod.apply_edits(spec, edits)
     _limit_caps_to_host(spec)
-    tmp = os.path.join(cdir, "config.json.tmp")
-    _write_text(tmp, jsonc.dumps(spec))
-    os.rename(tmp, os.path.join(cdir, "config.json"))
+    write_atomic(os.path.join(cdir, "config.json"), jsonc.dumps(spec))
     return {"args": spec["process"]["args"], "hostname": hostname, "network": settings}
 
 

@@ -27,6 +27,7 @@ import os
 import time
 
 from dockyard import jsonc
+from dockyard.atomic import write_atomic
 from dockyard.digest import random_hex
 from dockyard.errors import Conflict, DockyardError, InvalidArgument, NotFound, RuntimeFailure
 from dockyard.locks import FileLock
@@ -211,11 +212,6 @@ def _read_text(path: str) -> str:
         return f.read()
 
 
-def _write_text(path: str, text: str) -> None:
-    with open(path, "w") as f:
-        f.write(text)
-
-
 def _read_lease(ip: str) -> dict[str, Any] | None:
     try:
         data = jsonc.loads(_read_text(_lease_path(ip)))
@@ -242,10 +238,7 @@ def _take_lease(ip: str, owner: dict[str, Any]) -> bool:
         mine = cur is not None and cur.get("root") == owner["root"] and cur.get("cid") == owner["cid"]
         if _lease_alive(cur) and not mine:
             return False
-        tmp = os.path.join(os.path.dirname(path), f".{ip}.{os.getpid()}")
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.rename(tmp, path)
+        write_atomic(path, data, mode=0o600)
         return True
     with os.fdopen(fd, "wb") as f:
         f.write(data)
@@ -514,10 +507,7 @@ def _read_marker(path: str) -> dict[str, Any] | None:
 
 
 def _write_marker(path: str, data: dict[str, Any]) -> None:
-    head, name = os.path.split(path)
-    tmp = os.path.join(head, f".{name}.{os.getpid()}")
-    _write_text(tmp, jsonc.dumps(data))
-    os.rename(tmp, path)
+    write_atomic(path, jsonc.dumps(data))
 
 
 def _network_ready(net: dict[str, Any], gateway: ipaddress.IPv4Interface | str) -> bool:
@@ -999,10 +989,7 @@ def _write_lease_veth(ip: str, veth: str) -> None:
     lease = _read_lease(ip)
     if lease is not None:
         lease["veth"] = veth
-        path = _lease_path(ip)
-        tmp = os.path.join(os.path.dirname(path), f".{ip}.{os.getpid()}")
-        _write_text(tmp, jsonc.dumps(lease))
-        os.rename(tmp, path)
+        write_atomic(_lease_path(ip), jsonc.dumps(lease), mode=0o600)
 
 
 def _allocate(c: sqlite3.Connection, net: dict[str, Any], cid: str, want: str | None,

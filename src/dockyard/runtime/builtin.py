@@ -194,11 +194,9 @@ def _parse_signal(sig: int | str) -> int:
 
 
 def _write_pid_file(path: str, pid: int) -> None:
-    path = os.path.abspath(path)
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(str(pid))
-    os.rename(tmp, path)
+    from ..atomic import write_atomic
+
+    write_atomic(os.path.abspath(path), str(pid))
 
 
 def _wait_gone(pid: int, start_time: int | None, timeout: float) -> None:

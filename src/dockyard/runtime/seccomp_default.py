@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 
 from dockyard import jsonc
+from dockyard.atomic import write_atomic
 from dockyard.errors import InvalidArgument
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -325,10 +326,7 @@ def default_oci_seccomp(**kwargs: Any) -> dict[str, Any] | None:
     out = setup_seccomp(default_profile(), **kwargs)
     try:
         os.makedirs(_cache_dir(), mode=0o700, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(jsonc.dumps(out))
-        os.replace(tmp, path)
+        write_atomic(path, jsonc.dumps(out))
     except OSError:
         pass
     return out
