@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -29,6 +28,7 @@ from pathlib import Path
 from dockyard.digest import random_hex
 from dockyard.errors import Conflict, InvalidArgument, NotFound
 from dockyard.records import MutableRecord
+from dockyard.runtime.runopts import is_local_name
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 ANONYMOUS_LABEL = "com.docker.volume.anonymous"
 #: ``--opt`` keys the local driver accepts.
 LOCAL_OPTIONS = ("type", "device", "o", "size")
-_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 
 ImageLookup = Callable[[str], "Path | None"]
 
@@ -61,7 +60,7 @@ def _rfc3339_seconds(ts: float) -> str:
 
 
 def _check_name(name: str) -> None:
-    if not _NAME.fullmatch(name):
+    if not is_local_name(name):
         raise InvalidArgument(
             f'create {name}: "{name}" includes invalid characters for a local volume name, only '
             '"[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host directory, '
