@@ -243,7 +243,7 @@ def _inspect(name: str, argv: list[str], kinds: tuple[str, ...]) -> int:
         from dockyard.cli.template import render
 
         for r in results:
-            print(render(a.format.replace("\\n", "\n").replace("\\t", "\t"), r))
+            print(render(a.format, r))
     else:
         print_json(results)
     return status

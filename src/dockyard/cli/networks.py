@@ -145,7 +145,7 @@ def inspect(name: str, argv: list[str]) -> int:
         from dockyard.cli.template import render
 
         for obj in out:
-            print(render(a.format.replace("\\n", "\n"), obj))
+            print(render(a.format, obj))
     else:
         print_json(out)
     return 1 if failed else 0

@@ -110,7 +110,7 @@ def inspect(name: str, argv: list[str]) -> int:
         from dockyard.cli.template import render
 
         for r in results:
-            print(render(a.format.replace("\\n", "\n").replace("\\t", "\t"), r))
+            print(render(a.format, r))
     elif results or status == 0:
         print_json(results)
     return status
