@@ -1,8 +1,9 @@
 """``Parser``: argparse with Docker's error style and exit status.
 
 A module of its own, imported only when a command builds its parser (``dockyard.cli.common``
-hands ``Parser`` out lazily): argparse imports ``re`` and ``gettext``, ~2 ms that ``run``, ``create``,
-``start`` and ``ps`` skip whenever ``dockyard.cli.quickargs`` reads their command line alone.
+hands ``Parser`` out lazily): argparse imports ``re`` and ``gettext``, ~2 ms that the common container and
+image commands (``run``, ``create``, ``start``, ``ps``, ``exec``, ``logs``, ``stop``, ``rm``, ``images``...)
+skip whenever ``dockyard.cli.quickargs`` reads their command line alone.
 """
 
 from __future__ import annotations

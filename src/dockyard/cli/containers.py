@@ -17,7 +17,6 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 if TYPE_CHECKING:
     from typing import Any
 
-    from dockyard.cli.argparser import Parser
     from dockyard.cli.quickargs import Flags
 
 
@@ -111,12 +110,7 @@ PS_FLAGS: Flags = (
 def _args(name: str, argv: list[str], usage: str, description: str, flags: Flags) -> Any:
     """``argv`` read by ``quickargs`` (no argparse: ~3 ms of ``run``), or by the argparse parser built
     from the same table when the quick reader is not sure: its errors, ``--help`` and introspection."""
-    a: Any = quickargs.parse(flags, argv)
-    if a is None:
-        p = common.Parser(name, usage, description)
-        quickargs.add_to_parser(p, flags)
-        a = p.parse_args(argv)
-    return a
+    return quickargs.read(name, argv, usage, description, flags)
 
 def _options(a: Any) -> Any:
     from dockyard.runtime import runopts as ro
@@ -420,13 +414,34 @@ def ps(name: str, argv: list[str]) -> int:
     return 0
 
 
-def _each(name: str, argv: list[str], usage: str, desc: str, action: Any, extra: Any = None,
+#: The flags of the commands that act on each of their CONTAINER arguments (``_each``): CONTAINER... first.
+_CONTAINERS: Flags = ((("containers",), SOME, None, None, None, None),)
+STOP_FLAGS: Flags = (
+    *_CONTAINERS,
+    (("-t", "--time", "--timeout"), STORE, None, "int", None, "Seconds to wait before killing"),
+    (("-s", "--signal"), STORE, "", None, None, "Signal to send to the container"),
+)
+RESTART_FLAGS: Flags = (
+    *_CONTAINERS,
+    (("-t", "--time"), STORE, None, "int", None, "Seconds to wait before killing"),
+)
+KILL_FLAGS: Flags = (
+    *_CONTAINERS,
+    (("-s", "--signal"), STORE, "KILL", None, None, "Signal to send to the container"),
+)
+RM_FLAGS: Flags = (
+    *_CONTAINERS,
+    (("-f", "--force"), STORE_TRUE, False, None, None, "Force the removal of a running container"),
+    (("-v", "--volumes"), STORE_TRUE, False, None, None, "Remove anonymous volumes"),
+    (("-l", "--link"), STORE_TRUE, False, None, None, None),
+)
+#: ``wait``, ``pause`` and ``unpause``'s: CONTAINER... alone.
+EACH_FLAGS: Flags = _CONTAINERS
+
+
+def _each(name: str, argv: list[str], usage: str, desc: str, action: Any, flags: Flags = EACH_FLAGS,
           echo: bool = True) -> int:
-    p = common.Parser(name, usage, desc)
-    p.add_argument("containers", nargs="+")
-    if extra:
-        extra(p)
-    a = p.parse_args(argv)
+    a = _args(name, argv, usage, desc, flags)
     from dockyard.ops import containers as ops
 
     status = 0
@@ -445,11 +460,8 @@ def _each(name: str, argv: list[str], usage: str, desc: str, action: Any, extra:
 def stop(name: str, argv: list[str]) -> int:
     from dockyard.ops import containers as ops
 
-    def extra(p: Parser) -> None:
-        p.add_argument("-t", "--time", "--timeout", type=int, default=None, help="Seconds to wait before killing")
-        p.add_argument("-s", "--signal", default="", help="Signal to send to the container")
     return _each(name, argv, "[OPTIONS] CONTAINER [CONTAINER...]", "Stop one or more running containers",
-                 lambda eng, c, a: ops.stop(eng, c, a.time), extra)
+                 lambda eng, c, a: ops.stop(eng, c, a.time), STOP_FLAGS)
 
 
 def restart(name: str, argv: list[str]) -> int:
@@ -459,29 +471,22 @@ def restart(name: str, argv: list[str]) -> int:
         ops.stop(eng, c, a.time)
         ops.start(eng, c["id"])
 
-    def extra(p: Parser) -> None:
-        p.add_argument("-t", "--time", type=int, default=None, help="Seconds to wait before killing")
-    return _each(name, argv, "[OPTIONS] CONTAINER [CONTAINER...]", "Restart one or more containers", act, extra)
+    return _each(name, argv, "[OPTIONS] CONTAINER [CONTAINER...]", "Restart one or more containers", act,
+                 RESTART_FLAGS)
 
 
 def kill(name: str, argv: list[str]) -> int:
     from dockyard.ops import containers as ops
 
-    def extra(p: Parser) -> None:
-        p.add_argument("-s", "--signal", default="KILL", help="Signal to send to the container")
     return _each(name, argv, "[OPTIONS] CONTAINER [CONTAINER...]", "Kill one or more running containers",
-                 lambda eng, c, a: ops.kill(eng, c, a.signal), extra)
+                 lambda eng, c, a: ops.kill(eng, c, a.signal), KILL_FLAGS)
 
 
 def rm(name: str, argv: list[str]) -> int:
     from dockyard.ops import containers as ops
 
-    def extra(p: Parser) -> None:
-        p.add_argument("-f", "--force", action="store_true", help="Force the removal of a running container")
-        p.add_argument("-v", "--volumes", action="store_true", help="Remove anonymous volumes")
-        p.add_argument("-l", "--link", action="store_true")
     return _each(name, argv, "[OPTIONS] CONTAINER [CONTAINER...]", "Remove one or more containers",
-                 lambda eng, c, a: ops.remove(eng, c, force=a.force, remove_volumes=a.volumes), extra)
+                 lambda eng, c, a: ops.remove(eng, c, force=a.force, remove_volumes=a.volumes), RM_FLAGS)
 
 
 def wait(name: str, argv: list[str]) -> int:
@@ -517,16 +522,20 @@ def rename(name: str, argv: list[str]) -> int:
     return 0
 
 
+#: ``logs``'s.
+LOGS_FLAGS: Flags = (
+    (("container",), ONE, None, None, None, None),
+    (("-f", "--follow"), STORE_TRUE, False, None, None, "Follow log output"),
+    (("-n", "--tail"), STORE, "all", None, None, "Number of lines to show from the end of the logs"),
+    (("-t", "--timestamps"), STORE_TRUE, False, None, None, "Show timestamps"),
+    (("--since",), STORE, "", None, None, "Show logs since timestamp or relative (e.g. 42m)"),
+    (("--until",), STORE, "", None, None, "Show logs before a timestamp or relative"),
+    (("--details",), STORE_TRUE, False, None, None, None),
+)
+
+
 def logs(name: str, argv: list[str]) -> int:
-    p = common.Parser(name, "[OPTIONS] CONTAINER", "Fetch the logs of a container")
-    p.add_argument("container")
-    p.add_argument("-f", "--follow", action="store_true", help="Follow log output")
-    p.add_argument("-n", "--tail", default="all", help='Number of lines to show from the end of the logs')
-    p.add_argument("-t", "--timestamps", action="store_true", help="Show timestamps")
-    p.add_argument("--since", default="", help="Show logs since timestamp or relative (e.g. 42m)")
-    p.add_argument("--until", default="", help="Show logs before a timestamp or relative")
-    p.add_argument("--details", action="store_true")
-    a = p.parse_args(argv)
+    a = _args(name, argv, "[OPTIONS] CONTAINER", "Fetch the logs of a container", LOGS_FLAGS)
     from dockyard.cli.format import parse_rfc3339
     from dockyard.ops import containers as ops
 
@@ -694,18 +703,23 @@ def container_prune(name: str, argv: list[str]) -> int:
     return 0
 
 
+#: ``exec``'s: CONTAINER, then COMMAND [ARG...] (all that follows CONTAINER, flags included).
+EXEC_FLAGS: Flags = (
+    (("-d", "--detach"), STORE_TRUE, False, None, None, "Detached mode: run command in the background"),
+    (("-i", "--interactive"), STORE_TRUE, False, None, None, "Keep STDIN open even if not attached"),
+    (("-t", "--tty"), STORE_TRUE, False, None, None, "Allocate a pseudo-TTY"),
+    (("-e", "--env"), APPEND, (), None, None, "Set environment variables"),
+    (("-w", "--workdir"), STORE, "", None, None, "Working directory inside the container"),
+    (("-u", "--user"), STORE, "", None, None, "Username or UID"),
+    (("--privileged",), STORE_TRUE, False, None, None, None),
+    (("container",), ONE, None, None, None, None),
+    (("command",), REST, None, None, None, None),
+)
+
+
 def exec_(name: str, argv: list[str]) -> int:
-    p = common.Parser(name, "[OPTIONS] CONTAINER COMMAND [ARG...]", "Execute a command in a running container")
-    p.add_argument("-d", "--detach", action="store_true", help="Detached mode: run command in the background")
-    p.add_argument("-i", "--interactive", action="store_true", help="Keep STDIN open even if not attached")
-    p.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
-    p.add_argument("-e", "--env", action="append", default=[], help="Set environment variables")
-    p.add_argument("-w", "--workdir", default="", help="Working directory inside the container")
-    p.add_argument("-u", "--user", default="", help="Username or UID")
-    p.add_argument("--privileged", action="store_true")
-    p.add_argument("container")
-    p.add_argument("command", nargs="...")
-    a = p.parse_args(argv)
+    a = _args(name, argv, "[OPTIONS] CONTAINER COMMAND [ARG...]", "Execute a command in a running container",
+              EXEC_FLAGS)
     if not a.command:
         raise InvalidArgument('"dockyard exec" requires at least 2 arguments.')
     from dockyard.ops import execs

@@ -24,15 +24,15 @@ if TYPE_CHECKING:
     #:   names: the option strings (``("-e", "--env")``), or a positional's dest alone (``("image",)``);
     #:   action: ``STORE`` (takes a value), ``STORE_TRUE``, ``APPEND`` (repeatable; its default, a tuple,
     #:     is given as a fresh list, as argparse's ``default=[]``); for positionals ``ONE`` (exactly one),
-    #:     ``REST`` (argparse's REMAINDER: everything after the one before it, flags included) or ``SOME``
-    #:     (nargs "+");
+    #:     ``REST`` (argparse's REMAINDER: everything after the one before it, flags included), ``SOME``
+    #:     (nargs "+") or ``OPT`` (nargs "?", default None);
     #:   type: None or ``"int"``; choices: None or the allowed values; help: the ``--help`` line.
     Flag = tuple[tuple[str, ...], str, object, str | None, tuple[str, ...] | None, str | None]
     Flags = tuple[Flag, ...]
 
 STORE, STORE_TRUE, APPEND = "store", "store_true", "append"
-ONE, REST, SOME = "one", "...", "+"
-_POSITIONAL = (ONE, REST, SOME)
+ONE, REST, SOME, OPT = "one", "...", "+", "?"
+_POSITIONAL = (ONE, REST, SOME, OPT)
 
 
 class Namespace:
@@ -93,8 +93,9 @@ def parse(flags: Flags, argv: list[str]) -> Namespace | None:
     this reader is not sure it would (the parser then decides). Read: ``--flag value``, ``--flag=value``,
     ``-f value``, ``-fvalue``, ``-f=value``, clustered switches (``-dit``, ``-dp 80:80``, ``-dp80:80``),
     ``--`` before the first positional, and the positionals the table declares: none, ``ONE`` then
-    ``REST`` (``IMAGE [COMMAND...]``: everything after IMAGE is the command's, flags included), or
-    ``SOME`` (contiguous, as argparse wants them)."""
+    ``REST`` (``IMAGE [COMMAND...]``: everything after IMAGE is the command's, flags included),
+    ``SOME`` (contiguous, as argparse wants them), ``ONE`` alone or ``OPT`` alone (one positional, or
+    none for ``OPT``, anywhere among the flags)."""
     if common.INTROSPECT:  # completion and docs want the parser itself
         return None
     by_name: dict[str, tuple[str, str, str | None, tuple[str, ...] | None]] = {}
@@ -117,7 +118,7 @@ def parse(flags: Flags, argv: list[str]) -> Namespace | None:
         else:
             values[dest] = default
     kinds = tuple(k for _, k in positionals)
-    if kinds not in ((), (ONE, REST), (SOME,)):
+    if kinds not in ((), (ONE, REST), (SOME,), (ONE,), (OPT,)):
         raise ValueError(f"positionals {kinds} are not read here")
 
     def take(spec: tuple[str, str, str | None, tuple[str, ...] | None], value: str) -> bool:
@@ -200,4 +201,21 @@ def parse(flags: Flags, argv: list[str]) -> Namespace | None:
         if not given:
             return None
         values[positionals[0][0]] = given
+    elif kinds:  # ONE or OPT, alone: a second positional is argparse's "unrecognized arguments"
+        if len(given) > 1 or (not given and kinds == (ONE,)):
+            return None
+        if given:
+            values[positionals[0][0]] = given[0]
     return Namespace(values)
+
+
+def read(name: str, argv: list[str], usage: str, description: str, flags: Flags) -> Any:
+    """A command's arguments: ``argv`` read by :func:`parse` (no argparse), or, when it is not sure, by
+    the argparse parser (``common.Parser(name, usage, description)``) built from the same table: its
+    errors, its ``--help``, and the parser itself for introspection."""
+    a: Any = parse(flags, argv)
+    if a is None:
+        p = common.Parser(name, usage, description)
+        add_to_parser(p, flags)
+        a = p.parse_args(argv)
+    return a
