@@ -6,10 +6,7 @@ is simply waited for, and ``-t`` relays a pty the CLI receives from the runtime.
 
 from __future__ import annotations
 
-import copy
-import json
 import os
-import socket
 
 from dockyard.errors import Conflict, InvalidArgument
 
@@ -30,10 +27,11 @@ def exec_in(eng: Engine, name: str, cmd: list[str], *, tty: bool = False, intera
         raise Conflict(f"Container {c['id'][:12]} is paused, unpause the container before exec")
     if c["state"].get("status") != "running":
         raise Conflict(f"Container {c['id'][:12]} is not running")
-    cdir = ops.container_dir(eng, c["id"])
-    with open(cdir / "config.json") as f:
-        spec = json.load(f)
-    process: dict[str, Any] = copy.deepcopy(spec["process"])
+    from dockyard import jsonc  # not json, copy, socket, ctypes or pathlib: ~10 ms of every exec
+
+    cdir = ops.container_path(eng, c["id"])
+    with open(os.path.join(cdir, "config.json"), "rb") as f:
+        process: dict[str, Any] = jsonc.loads(f.read())["process"]  # freshly parsed: ours to change
     process["args"] = list(cmd)
     process["terminal"] = tty
     if workdir:
@@ -50,11 +48,12 @@ def exec_in(eng: Engine, name: str, cmd: list[str], *, tty: bool = False, intera
     if user:
         from dockyard.runtime.spec import resolve_user
 
-        rootfs = cdir / "fs" / "merged"
+        rootfs = os.path.join(cdir, "fs", "merged")
 
         def read(rel: str) -> str | None:
             try:
-                return (rootfs / rel).read_text(errors="replace")
+                with open(os.path.join(rootfs, rel), errors="replace") as f:
+                    return f.read()
             except OSError:
                 return None
         uid, gid, extra = resolve_user(user, read("etc/passwd"), read("etc/group"))
@@ -65,9 +64,9 @@ def exec_in(eng: Engine, name: str, cmd: list[str], *, tty: bool = False, intera
         caps = ["CAP_" + n for n in CAPABILITY_NAMES]
         process["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}
     rt = ops.runtime_for(eng, c["config"].get("runtime"))
-    import ctypes
+    from dockyard.libc import libc
 
-    ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: the process is reparented to us
+    libc().prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: the process is reparented to us
     if detach:
         null = os.open(os.devnull, os.O_RDWR)
         rt.exec(c["id"], process, stdio=(null, null, null), detach=True)
@@ -75,7 +74,9 @@ def exec_in(eng: Engine, name: str, cmd: list[str], *, tty: bool = False, intera
     if not tty:
         stdin = 0 if interactive else os.open(os.devnull, os.O_RDONLY)
         return int(rt.exec(c["id"], process, stdio=(stdin, 1, 2), detach=False))
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    import _socket
+
+    ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     pid = rt.exec(c["id"], process, stdio=(0, 1, 2), detach=True, console_fd=theirs.fileno())
     theirs.close()
     from dockyard.runtime.monitor import _recv_fd
