@@ -43,6 +43,7 @@ class RawServer:
         self.tls = tls
         self.connections = 0
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
+        self._accepted: list[socket.socket] = []
         self.lsock = socket.create_server(("127.0.0.1", 0))
         self.host = f"127.0.0.1:{self.lsock.getsockname()[1]}"
         self.url = f"{'https' if tls else 'http'}://{self.host}"
@@ -55,6 +56,7 @@ class RawServer:
             except OSError:
                 return
             self.connections += 1
+            self._accepted.append(s)
             threading.Thread(target=self._run, args=(s,), daemon=True).start()
 
     def _run(self, s: socket.socket) -> None:
@@ -90,7 +92,15 @@ class RawServer:
         return req
 
     def stop(self) -> None:
-        self.lsock.close()
+        """Stop listening and end the connections still open. ``close()`` alone is not enough: the accept
+        thread, blocked in accept(2), keeps the socket listening, and a later test's server could then be
+        answered by this one's handler."""
+        for sock in (self.lsock, *self._accepted):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes accept(2) and recv(2) in the threads
+            except OSError:
+                pass
+            sock.close()
 
 
 @pytest.fixture
