@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import tarfile
 import threading
 import time
 from pathlib import Path
@@ -276,6 +277,18 @@ def test_export_is_a_tar_that_import_takes_back(cli: CLI, busybox_image: str, tm
     cli("export", "-o", str(tmp_path / "fs.tar"), "exp")
     cli("import", str(tmp_path / "fs.tar"), "exported:1")
     assert cli("run", "--rm", "exported:1", "/bin/cat", "/kept").stdout == "kept\n"
+
+
+def test_export_right_after_exit_is_not_cut_short_by_the_monitors_unmount(cli: CLI, busybox_image: str,
+                                                                         tmp_path: Path) -> None:
+    """`run` returns when the container exits, while its monitor is still about to unmount the rootfs;
+    an `export` (or `cp`) at once must not walk a tree that vanishes under it (4 in 40 failed before
+    export took the container's lock)."""
+    for i in range(15):
+        cli("run", "--name", f"x{i}", "busybox", "sh", "-c", "echo kept > /kept")
+        cli("export", "-o", str(tmp_path / "fs.tar"), f"x{i}")
+    with tarfile.open(tmp_path / "fs.tar") as tf:
+        assert tf.extractfile("kept").read() == b"kept\n"  # type: ignore[union-attr]
 
 
 def test_cp_both_directions(cli: CLI, busybox_image: str, tmp_path: Path) -> None:

@@ -836,32 +836,51 @@ def _env_of(eng: Engine, c: dict[str, Any]) -> list[str]:
 
 # ---- export / cp ----------------------------------------------------------------------------
 class _Mounted:
-    """``with mounted(eng, c) as rootfs``: a class, not ``contextlib.contextmanager`` (start-up time)."""
+    """``with mounted(eng, c) as rootfs``: a class, not ``contextlib.contextmanager`` (start-up time).
+
+    Holds the container's lock for the duration: a container that has just exited is still mounted until
+    its monitor's cleanup (which takes the same lock) unmounts it, and ``export`` or ``cp`` must not be
+    walking the tree when that happens.
+    """
 
     def __init__(self, eng: Engine, c: dict[str, Any]) -> None:
         self._eng, self._c = eng, c
         self._snap: Any = None
+        self._lock: FileLock | None = None
 
     def __enter__(self) -> Any:
         from dockyard.store import snapshots
 
         eng, c = self._eng, self._c
-        snap = snapshots.Snapshot(os.path.join(container_path(eng, c["id"]), "fs"),
-                                  [eng.layers.diff_dir(x) for x in c["config"]["chain"]],
-                                  snapshots.default_driver())
-        if not snapshots.is_mounted(snap.rootfs):
-            snapshots.mount(snap)
-            self._snap = snap  # ours to take down
+        cdir = container_path(eng, c["id"])
+        lock = container_lock(cdir)
+        lock.__enter__()
+        try:
+            snap = snapshots.Snapshot(os.path.join(cdir, "fs"),
+                                      [eng.layers.diff_dir(x) for x in c["config"]["chain"]],
+                                      snapshots.default_driver())
+            if not snapshots.is_mounted(snap.rootfs):
+                snapshots.mount(snap)
+                self._snap = snap  # ours to take down
+        except BaseException:
+            lock.__exit__()
+            raise
+        self._lock = lock
         return snap.rootfs
 
     def __exit__(self, *exc: object) -> None:
         from dockyard.store import snapshots
 
         snap, self._snap = self._snap, None
+        lock, self._lock = self._lock, None
         eng = self._eng
-        if snap is not None and refresh(eng, resolve(eng, self._c["id"]))["state"].get("status") not in (
-                "running", "paused"):
-            snapshots.unmount(snap)
+        try:
+            if snap is not None and refresh(eng, resolve(eng, self._c["id"]))["state"].get("status") not in (
+                    "running", "paused"):
+                snapshots.unmount(snap)
+        finally:
+            if lock is not None:
+                lock.__exit__()
 
 
 def mounted(eng: Engine, c: dict[str, Any]) -> _Mounted:
