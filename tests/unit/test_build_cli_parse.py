@@ -1,4 +1,5 @@
-"""``dockyard build``'s quick argument reader agrees with its argparse parser wherever it answers."""
+"""``dockyard build``'s flags read by the quick reader (dockyard.cli.quickargs) agree with its argparse parser
+wherever the reader answers."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import itertools
 import pytest
 
 from dockyard.cli import build as cli_build
+from dockyard.cli import quickargs
 
 CASES = [
     ["."],
@@ -21,15 +23,16 @@ CASES = [
     ["--secret", "id=a,src=/x", "--quiet", "-"],
     ["--network=host", ""],
     ["."] + ["-t", "x"] * 3,
+    # forms the build command's own reader used to leave to argparse; the shared reader takes them as it does
+    ["-qt", "x", "."],
+    ["-tx", "."],
+    ["-t=x", "."],
 ]
 FALLBACK = [
     [],
     [".", "other"],
     ["--help"],
     ["-h", "."],
-    ["-qt", "x", "."],
-    ["-tx", "."],
-    ["-t=x", "."],
     ["-t", "."],
     ["-t", "--pull", "."],
     ["--progress", "bogus", "."],
@@ -43,13 +46,17 @@ FALLBACK = [
 ]
 
 
+def quick_parse(argv: list[str]) -> quickargs.Namespace | None:
+    return quickargs.parse(cli_build.BUILD_FLAGS, argv)
+
+
 def _argparse(argv: list[str]) -> dict[str, object]:
     return vars(cli_build._parser("build").parse_args(argv))
 
 
 @pytest.mark.parametrize("argv", CASES)
 def test_quick_parse_matches_argparse(argv: list[str]) -> None:
-    quick = cli_build.quick_parse(argv)
+    quick = quick_parse(argv)
     assert quick is not None
     expected = _argparse(argv)
     assert {k: getattr(quick, k) for k in expected} == expected
@@ -59,7 +66,7 @@ def test_quick_parse_orders() -> None:
     flags = [["-q"], ["--network", "none"], ["-t", "a:1"], ["--tag=b:2"], ["."]]
     for perm in itertools.permutations(flags):
         argv = [x for part in perm for x in part]
-        quick = cli_build.quick_parse(argv)
+        quick = quick_parse(argv)
         assert quick is not None
         expected = _argparse(argv)
         assert {k: getattr(quick, k) for k in expected} == expected
@@ -67,4 +74,5 @@ def test_quick_parse_orders() -> None:
 
 @pytest.mark.parametrize("argv", FALLBACK)
 def test_quick_parse_leaves_the_rest_to_argparse(argv: list[str]) -> None:
-    assert cli_build.quick_parse(argv) is None
+    assert quick_parse(argv) is None
+

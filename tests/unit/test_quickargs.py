@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from dockyard.cli import build as cli_build
 from dockyard.cli import common, quickargs
 from dockyard.cli import containers as cli_containers
 from dockyard.cli import images as cli_images
@@ -29,9 +30,10 @@ RM = cli_containers.RM_FLAGS
 EACH = cli_containers.EACH_FLAGS
 IMAGES = cli_images.IMAGES_FLAGS
 RMI = cli_images.RMI_FLAGS
+BUILD = cli_build.BUILD_FLAGS
 #: Every table, by command (``each``: wait, pause and unpause).
 TABLES = {"run": RUN, "start": START, "ps": PS, "exec": EXEC, "logs": LOGS, "stop": STOP, "restart": RESTART,
-          "kill": KILL, "rm": RM, "each": EACH, "images": IMAGES, "rmi": RMI}
+          "kill": KILL, "rm": RM, "each": EACH, "images": IMAGES, "rmi": RMI, "build": BUILD}
 _PARSERS: dict[int, Parser] = {}
 
 

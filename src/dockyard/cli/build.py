@@ -5,140 +5,57 @@ from __future__ import annotations
 import os
 import sys
 
+from dockyard.cli.quickargs import APPEND, ONE, STORE, STORE_TRUE, add_to_parser, read
 from dockyard.errors import BuildError, InvalidArgument
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     from dockyard.build.context import BuildContext
     from dockyard.cli.common import Parser
+    from dockyard.cli.quickargs import Flags
     from dockyard.engine import Engine
 
-#: The flags, as ``(flags, dest, kind, default)``: kind "append" and "value" take a value, "true" none.
-_FLAGS: tuple[tuple[tuple[str, ...], str, str, object], ...] = (
-    (("-t", "--tag"), "tag", "append", None),
-    (("-f", "--file"), "file", "value", None),
-    (("--build-arg",), "build_arg", "append", None),
-    (("--target",), "target", "value", None),
-    (("--no-cache",), "no_cache", "true", False),
-    (("--pull",), "pull", "true", False),
-    (("--label",), "label", "append", None),
-    (("--platform",), "platform", "value", None),
-    (("-q", "--quiet"), "quiet", "true", False),
-    (("--iidfile",), "iidfile", "value", None),
-    (("--network",), "network", "value", "default"),
-    (("--progress",), "progress", "value", "auto"),
-    (("--secret",), "secret", "append", None),
-    (("--rm",), "rm", "true", True),
-    (("--force-rm",), "force_rm", "true", False),
-    (("--cache-from",), "cache_from", "append", None),
-)
 _PROGRESS_CHOICES = ("auto", "plain", "tty", "quiet", "rawjson")
+_USAGE = "[OPTIONS] PATH | URL | -"
+_DESCRIPTION = "Build an image from a Dockerfile"
+_METAVARS = {"context": "PATH | URL | -"}
+
+#: build's flags (see dockyard.cli.quickargs): read without argparse for ordinary command lines (the
+#: module, its gettext and building the parser cost ~3.5 ms of every build, a third of a fully cached one).
+BUILD_FLAGS: Flags = (
+    (("context",), ONE, None, None, None, None),
+    (("-t", "--tag"), APPEND, (), None, None, 'Name and optionally a tag ("name:tag")'),
+    (("-f", "--file"), STORE, None, None, None, 'Name of the Dockerfile (default: "PATH/Dockerfile")'),
+    (("--build-arg",), APPEND, (), None, None, "Set build-time variables"),
+    (("--target",), STORE, None, None, None, "Set the target build stage to build"),
+    (("--no-cache",), STORE_TRUE, False, None, None, "Do not use cache when building the image"),
+    (("--pull",), STORE_TRUE, False, None, None, "Always attempt to pull a newer version of the image"),
+    (("--label",), APPEND, (), None, None, "Set metadata for an image"),
+    (("--platform",), STORE, None, None, None, "Set platform if server is multi-platform capable"),
+    (("-q", "--quiet"), STORE_TRUE, False, None, None, "Suppress the build output and print image ID on success"),
+    (("--iidfile",), STORE, None, None, None, "Write the image ID to the file"),
+    (("--network",), STORE, "default", None, None,
+     'Set the networking mode for the RUN instructions during build (default "default": host)'),
+    (("--progress",), STORE, "auto", None, _PROGRESS_CHOICES, "Set type of progress output (auto, plain, tty, quiet)"),
+    (("--secret",), APPEND, (), None, None,
+     'Secret to expose to the build (format: "id=mysecret[,src=/local/secret]")'),
+    (("--rm",), STORE_TRUE, True, None, None, "Remove intermediate containers (always)"),
+    (("--force-rm",), STORE_TRUE, False, None, None, "Always remove intermediate containers"),
+    (("--cache-from",), APPEND, (), None, None, "Accepted for compatibility; ignored"),
+)
 
 
 def _parser(name: str) -> Parser:
+    """The argparse parser of ``build`` (help, errors, completion, docs), from :data:`BUILD_FLAGS`."""
     from dockyard.cli.common import Parser
 
-    p = Parser(name, "[OPTIONS] PATH | URL | -", "Build an image from a Dockerfile")
-    p.add_argument("context", metavar="PATH | URL | -")
-    p.add_argument("-t", "--tag", action="append", default=[], help='Name and optionally a tag ("name:tag")')
-    p.add_argument("-f", "--file", help='Name of the Dockerfile (default: "PATH/Dockerfile")')
-    p.add_argument("--build-arg", action="append", default=[], help="Set build-time variables")
-    p.add_argument("--target", help="Set the target build stage to build")
-    p.add_argument("--no-cache", action="store_true", help="Do not use cache when building the image")
-    p.add_argument("--pull", action="store_true", help="Always attempt to pull a newer version of the image")
-    p.add_argument("--label", action="append", default=[], help="Set metadata for an image")
-    p.add_argument("--platform", help="Set platform if server is multi-platform capable")
-    p.add_argument("-q", "--quiet", action="store_true", help="Suppress the build output and print image ID on success")
-    p.add_argument("--iidfile", help="Write the image ID to the file")
-    p.add_argument("--network", default="default",
-                   help='Set the networking mode for the RUN instructions during build (default "default": host)')
-    p.add_argument("--progress", default="auto", choices=_PROGRESS_CHOICES,
-                   help="Set type of progress output (auto, plain, tty, quiet)")
-    p.add_argument("--secret", action="append", default=[],
-                   help='Secret to expose to the build (format: "id=mysecret[,src=/local/secret]")')
-    p.add_argument("--rm", action="store_true", default=True, help="Remove intermediate containers (always)")
-    p.add_argument("--force-rm", action="store_true", help="Always remove intermediate containers")
-    p.add_argument("--cache-from", action="append", default=[], help="Accepted for compatibility; ignored")
+    p = Parser(name, _USAGE, _DESCRIPTION)
+    add_to_parser(p, BUILD_FLAGS, _METAVARS)
     return p
 
 
-class _Args:
-    """What ``_parser(name).parse_args(argv)`` returns, as attributes."""
-
-    context: str
-    tag: list[str]
-    file: str | None
-    build_arg: list[str]
-    target: str | None
-    no_cache: bool
-    pull: bool
-    label: list[str]
-    platform: str | None
-    quiet: bool
-    iidfile: str | None
-    network: str
-    progress: str
-    secret: list[str]
-    rm: bool
-    force_rm: bool
-    cache_from: list[str]
-
-
-def quick_parse(argv: list[str]) -> _Args | None:
-    """``argv`` read as the argparse parser (:func:`_parser`) reads it, for the plain forms only:
-    ``--flag value``, ``--flag=value``, ``-t value``, lone short switches and one PATH. None for
-    anything else (``--help``, an unknown or combined flag, ``--``, a value starting with ``-``
-    other than ``-`` itself, a bad ``--progress``, no PATH or two), which the parser then deals
-    with, errors and all.
-
-    The argparse module, its gettext and building the parser cost ~3.5 ms of every build, a third
-    of a fully cached one.
-    """
-    by_flag = {f: (dest, kind) for flags, dest, kind, _ in _FLAGS for f in flags}
-    a = _Args()
-    for _, dest, kind, default in _FLAGS:
-        setattr(a, dest, [] if kind == "append" else default)
-    context: str | None = None
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        i += 1
-        if not arg.startswith("-") or arg == "-":
-            if context is not None:
-                return None
-            context = arg
-            continue
-        flag, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
-        spec = by_flag.get(flag)
-        if spec is None:
-            return None
-        dest, kind = spec
-        if kind == "true":
-            if eq:
-                return None
-            setattr(a, dest, True)
-            continue
-        if not eq:
-            if i >= len(argv) or (argv[i].startswith("-") and argv[i] != "-"):
-                return None
-            value = argv[i]
-            i += 1
-        if kind == "append":
-            getattr(a, dest).append(value)
-        else:
-            setattr(a, dest, value)
-    if context is None or a.progress not in _PROGRESS_CHOICES:
-        return None
-    a.context = context
-    return a
-
-
 def build(name: str, argv: list[str]) -> int:
-    common = sys.modules.get("dockyard.cli.common")
-    a = None if common is not None and common.INTROSPECT else quick_parse(argv)
-    if a is None:
-        a = _parser(name).parse_args(argv)  # type: ignore[assignment]
-        assert a is not None
+    a = read(name, argv, _USAGE, _DESCRIPTION, BUILD_FLAGS, _METAVARS)
 
     from dockyard.build.builder import BuildOptions, parse_build_args
     from dockyard.build.builder import build as run_build

@@ -62,12 +62,15 @@ def dest_of(names: tuple[str, ...]) -> str:
     return names[0].lstrip("-").replace("-", "_")
 
 
-def add_to_parser(p: Parser, flags: Flags) -> None:
-    """Declare ``flags`` to argparse, in their order (``--help``, completion and docs/reference.md list them so)."""
+def add_to_parser(p: Parser, flags: Flags, metavars: dict[str, str] | None = None) -> None:
+    """Declare ``flags`` to argparse, in their order (``--help``, completion and docs/reference.md list them so);
+    ``metavars``: a positional's name in the help, by dest (``build``'s ``PATH | URL | -``)."""
     for names, action, default, type_, choices, help_ in flags:
         kw: dict[str, Any] = {}
         if help_ is not None:
             kw["help"] = help_
+        if metavars and names[0] in metavars:
+            kw["metavar"] = metavars[names[0]]
         if action in _POSITIONAL:
             if action != ONE:
                 kw["nargs"] = action
@@ -209,13 +212,14 @@ def parse(flags: Flags, argv: list[str]) -> Namespace | None:
     return Namespace(values)
 
 
-def read(name: str, argv: list[str], usage: str, description: str, flags: Flags) -> Any:
+def read(name: str, argv: list[str], usage: str, description: str, flags: Flags,
+         metavars: dict[str, str] | None = None) -> Any:
     """A command's arguments: ``argv`` read by :func:`parse` (no argparse), or, when it is not sure, by
     the argparse parser (``common.Parser(name, usage, description)``) built from the same table: its
     errors, its ``--help``, and the parser itself for introspection."""
     a: Any = parse(flags, argv)
     if a is None:
         p = common.Parser(name, usage, description)
-        add_to_parser(p, flags)
+        add_to_parser(p, flags, metavars)
         a = p.parse_args(argv)
     return a
