@@ -10,6 +10,7 @@ on this machine. The tests at the end go through ``dockyard run -p`` and skip un
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import socket
@@ -133,7 +134,7 @@ def nat_elements() -> list[kn.PortMap]:
 
 def leases_of(eng: Engine, cid: str) -> list[str]:
     out = []
-    for name in os.listdir(networks._net_dir() / "leases"):
+    for name in os.listdir(os.path.join(networks._net_state_dir(), "leases")):
         lease = networks._read_lease(name)
         if lease and lease.get("cid") == cid and lease.get("root") == str(eng.root):
             out.append(name)
@@ -519,7 +520,7 @@ def test_run_rm_leaves_no_veth_and_skips_setup_when_done(cli: CLI, eng: Engine) 
         time.sleep(0.05)
     assert set(kn.links(networks.VETH_PREFIX, "veth")) <= mine
     net = networks.resolve_network(eng, "bridge")
-    gw = networks.ipaddress.IPv4Interface(f"{net['gateway']}/{networks.ipaddress.IPv4Network(net['subnet']).prefixlen}")
+    gw = ipaddress.IPv4Interface(f"{net['gateway']}/{ipaddress.IPv4Network(net['subnet']).prefixlen}")
     with networks._locked():
         assert networks._network_ready(net, gw)
         # Anyone's change to the ruleset makes the marker stale; the next setup checks and re-marks.

@@ -272,13 +272,9 @@ def test_network_lock_is_reentrant(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     with pytest.raises(KeyError), networks._locked():
         raise KeyError
     assert networks._lock_depth == 0
-    assert networks._net_dir() == tmp_path and (tmp_path / "leases").is_dir()
+    assert networks._net_state_dir() == str(tmp_path) and (tmp_path / "leases").is_dir()
 
 
-def test_ipaddress_is_still_reachable_through_the_module() -> None:
-    assert networks.ipaddress is ipaddress
-    with pytest.raises(AttributeError):
-        networks.no_such_thing  # noqa: B018
 
 
 # --- containers -----------------------------------------------------------------------------------

@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     import socket
     import sqlite3
     from collections.abc import Iterator
-    from pathlib import Path
     from typing import Any
 
     from dockyard.engine import Engine
@@ -48,13 +47,6 @@ if TYPE_CHECKING:
 # IPv4 addresses of the hot path are ints (below) and go to ``runtime.network`` as text; ipaddress is
 # imported where the input is out of the ordinary (IPv6, a user's subnet or address, a new subnet).
 
-
-def __getattr__(name: str) -> Any:
-    if name == "ipaddress":  # ``networks.ipaddress``, as before it was imported lazily
-        import ipaddress
-
-        return ipaddress
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 DEFAULT_BRIDGE = "dockyard0"
 BUILTIN = ("bridge", "host", "none")
@@ -155,13 +147,6 @@ def _net_state_dir() -> str:
     d = os.environ.get("DOCKYARD_NET_STATE") or "/run/dockyard/net"
     os.makedirs(os.path.join(d, "leases"), mode=0o700, exist_ok=True)
     return d
-
-
-def _net_dir() -> Path:
-    """``_net_state_dir()`` as a Path (for callers outside the run path)."""
-    from pathlib import Path
-
-    return Path(_net_state_dir())
 
 
 _lock_depth = 0
