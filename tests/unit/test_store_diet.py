@@ -127,10 +127,9 @@ def test_layer_lookups_are_strings_with_path_views(tmp_path: Path) -> None:
     image_id, chain = _add_image(tmp_path)
     with Engine(tmp_path) as eng:
         [info] = eng.image_chain(image_id)
-        assert info.diff_dir == eng.layers.diff_dir(chain) == str(eng.layers.diff_path(chain))
+        assert info.diff_dir == eng.layers.diff_dir(chain)
         assert isinstance(info.path, Path) and info.path == Path(info.diff_dir)
         assert info == LayerInfo(chain, chain, 0, Path(info.diff_dir))  # a Path is taken as well
-        assert eng.layers.dir_for(chain) == Path(eng.layers.diff_dir(chain)).parent
         assert eng.inspect_image(image_id)["GraphDriver"]["Data"] == {"UpperDir": info.diff_dir}
         assert eng.image_config(image_id).config == {"Cmd": ["sh"]}
 

@@ -791,9 +791,9 @@ def diff(name: str, argv: list[str]) -> int:
 
     with engine() as eng:
         c = ops.resolve(eng, a.container)
-        upper = ops.container_dir(eng, c["id"]) / "fs" / "upper"
-        lowers = [ops.container_dir(eng, c["id"]) / "fs" / "init",
-                  *reversed([eng.layers.diff_path(x) for x in c["config"]["chain"]])]
+        fs = os.path.join(ops.container_path(eng, c["id"]), "fs")
+        upper = os.path.join(fs, "upper")
+        lowers = [os.path.join(fs, "init"), *reversed([eng.layers.diff_dir(x) for x in c["config"]["chain"]])]
         for kind, path in layers.changes(upper, lowers):
             print(f"{kind} {path}")
     return 0

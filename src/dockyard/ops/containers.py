@@ -698,7 +698,7 @@ def commit(eng: Engine, c: dict[str, Any], repo_tag: str | None = None, *, messa
     c = refresh(eng, c)
     cdir = container_dir(eng, c["id"])
     upper = cdir / "fs" / "upper"
-    lowers = [eng.layers.diff_path(x) for x in c["config"]["chain"]]
+    lowers = [eng.layers.diff_dir(x) for x in c["config"]["chain"]]
     paused = False
     if pause_it and c["state"].get("status") == "running":
         try:

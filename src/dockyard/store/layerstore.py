@@ -20,10 +20,9 @@ from dockyard.store.metadata import MetadataDB
 
 # No pathlib or contextlib here: ``run`` looks its image's layers up through this module, and pathlib
 # alone pulls in re, urllib.parse and ipaddress (~6 ms of every run). The store works on strings; the
-# ``Path`` forms cold callers use (``root``, ``diff_path()``, ``LayerInfo.path``...) are made on demand.
+# ``Path`` forms cold callers use (``root``, ``LayerInfo.path``...) are made on demand.
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
-    from pathlib import Path
     from typing import BinaryIO
 
 
@@ -67,18 +66,8 @@ class LayerStore:
         self.db = db
         self._lock_path = os.path.join(os.fspath(root), "gc.lock")
 
-    def dir_for(self, chain_id: str) -> Path:
-        from pathlib import Path
-
-        return Path(self.layers_dir, hex_of(chain_id))
-
-    def diff_path(self, chain_id: str) -> Path:
-        from pathlib import Path
-
-        return Path(self.diff_dir(chain_id))
-
     def diff_dir(self, chain_id: str) -> str:
-        """``diff_path`` as a string, for the run path (which does without pathlib)."""
+        """The unpacked layer's directory (a string: the run path does without pathlib)."""
         return os.path.join(self.layers_dir, hex_of(chain_id), "diff")
 
     def get(self, chain_id: str) -> LayerInfo | None:
