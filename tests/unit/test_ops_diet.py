@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from dockyard import ipv4
 from dockyard.errors import InvalidArgument, RuntimeFailure
 from dockyard.ops import containers, networks
 from dockyard.runtime import runopts, seccomp_default, spec
@@ -166,13 +167,14 @@ ADDRESSES = ["1.2.3.4", "0.0.0.0", "255.255.255.255", "256.1.1.1", "01.2.3.4", "
 
 @pytest.mark.parametrize("s", ADDRESSES)
 def test_ipv4_int_matches_ipaddress(s: str) -> None:
+    """dockyard.ipv4 serves ops.networks (leases) and runtime.netlink (veths, routes) alike."""
     try:
         want: int | None = int(ipaddress.IPv4Address(s))
     except ValueError:
         want = None
-    assert networks._ipv4_int(s) == want
+    assert ipv4.parse(s) == want
     if want is not None:
-        assert networks._ipv4_str(want) == str(ipaddress.IPv4Address(s))
+        assert ipv4.text(want) == str(ipaddress.IPv4Address(s))
         assert networks._ipv4_text(s) == s
 
 
@@ -202,7 +204,7 @@ def test_interfaces_match_ipaddress(s: str) -> None:
     addr, prefix = networks._ipv4_cidr(s)
     iface = ipaddress.IPv4Interface(s)
     assert (addr, prefix) == (int(iface.ip), iface.network.prefixlen)
-    assert networks._ipv4_str(addr & (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF) == str(iface.network.network_address)
+    assert ipv4.text(addr & (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF) == str(iface.network.network_address)
 
 
 def test_gateway_forms_for_runtime_network() -> None:
@@ -351,3 +353,4 @@ def test_run_path_modules_import_nothing_heavy() -> None:
             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules and m not in before))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+

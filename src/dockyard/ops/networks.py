@@ -26,7 +26,7 @@ import errno
 import os
 import time
 
-from dockyard import jsonc
+from dockyard import ipv4, jsonc
 from dockyard.atomic import write_atomic
 from dockyard.digest import random_hex
 from dockyard.errors import Conflict, DockyardError, InvalidArgument, NotFound, RuntimeFailure
@@ -64,35 +64,13 @@ class NetworkNotFound(NotFound):
     pass
 
 
-def _ipv4_int(s: str) -> int | None:
-    """``int(ipaddress.IPv4Address(s))`` for a dotted quad ipaddress accepts (same rules: four
-    decimal octets, no leading zeros, none above 255); None for anything else (ask ipaddress)."""
-    parts = s.split(".")
-    if len(parts) != 4:
-        return None
-    n = 0
-    for p in parts:
-        if not (p.isascii() and p.isdigit()) or len(p) > 3 or (p[0] == "0" and p != "0"):
-            return None
-        v = int(p)
-        if v > 255:
-            return None
-        n = n << 8 | v
-    return n
-
-
-def _ipv4_str(n: int) -> str:
-    """``str(ipaddress.IPv4Address(n))``."""
-    return f"{n >> 24}.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
-
-
 def _ipv4_cidr(s: object) -> tuple[int, int] | None:
     """``(address, prefix length)`` of ``ipaddress.IPv4Interface(s)`` for the usual ``A.B.C.D/N``;
     None for anything else, valid or not (ask ipaddress)."""
     if not isinstance(s, str):
         return None
     addr, slash, plen = s.partition("/")
-    n = _ipv4_int(addr)
+    n = ipv4.parse(addr)
     if n is None or not slash or not (plen.isascii() and plen.isdigit()) or int(plen) > 32:
         return None
     return n, int(plen)
@@ -109,7 +87,7 @@ def _ipv4_net(s: object) -> tuple[int, int] | None:
 
 def _ipv4_text(s: object) -> str | None:
     """``s`` if ``ipaddress.IPv4Address(s)`` takes it as a plain dotted quad, else None."""
-    return s if isinstance(s, str) and _ipv4_int(s) is not None else None
+    return s if isinstance(s, str) and ipv4.parse(s) is not None else None
 
 
 def _prefixlen(subnet: str) -> int:
@@ -129,7 +107,7 @@ def _subnet_text(subnet: str) -> str:
         import ipaddress
 
         return str(ipaddress.IPv4Network(subnet))
-    return f"{_ipv4_str(v[0])}/{v[1]}"
+    return f"{ipv4.text(v[0])}/{v[1]}"
 
 
 def _pools() -> Iterator[ipaddress.IPv4Network]:
@@ -415,8 +393,8 @@ def _ensure_default_bridge(eng: Engine) -> dict[str, Any]:
     cur = _ipv4_cidr(have)
     if cur is not None:  # the usual case: the bridge is there (ints, as IPv4Interface's .network and .ip)
         addr, prefix = cur
-        subnet = f"{_ipv4_str(addr & (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF)}/{prefix}"
-        gateway = _ipv4_str(addr)
+        subnet = f"{ipv4.text(addr & (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF)}/{prefix}"
+        gateway = ipv4.text(addr)
     else:
         subnet, gateway = _default_bridge_subnet(eng, net, have)
     if net.get("subnet") != subnet or net.get("gateway") != gateway:
@@ -983,7 +961,7 @@ def _allocate(c: sqlite3.Connection, net: dict[str, Any], cid: str, want: str | 
 
     IPv4 arithmetic on ints; ipaddress only for a requested address or a subnet out of the ordinary."""
     subnet = _ipv4_net(net["subnet"])
-    gateway = _ipv4_int(net["gateway"]) if isinstance(net["gateway"], str) else None
+    gateway = ipv4.parse(net["gateway"]) if isinstance(net["gateway"], str) else None
     if want or subnet is None or gateway is None:
         return _allocate_ipaddress(c, net, cid, want, owner)
     used = {r[0] for r in c.execute("SELECT ip FROM endpoints WHERE network_id=? AND ip IS NOT NULL AND "
@@ -996,7 +974,7 @@ def _allocate(c: sqlite3.Connection, net: dict[str, Any], cid: str, want: str | 
     for n in hosts:
         if n == gateway:
             continue
-        s = _ipv4_str(n)
+        s = ipv4.text(n)
         if s in used:
             continue
         if _take_lease(s, owner):
@@ -1450,7 +1428,7 @@ def resolv_text(host_text: str, *, dns: list[str] = (), dns_search: list[str] = 
         kept = []
         for s in servers:
             addr = s.split("%")[0]
-            n = _ipv4_int(addr)
+            n = ipv4.parse(addr)
             if n is not None:  # the usual case, without ipaddress
                 if n >> 24 != 127:  # 127.0.0.0/8: loopback
                     kept.append(s)

@@ -23,7 +23,7 @@ that errno. The message builders are pure functions (bytes in, bytes out) so the
 without a kernel.
 
 It runs in every bridge ``run``'s monitor, so it imports C modules only: ``_socket`` and ``_struct``
-(``socket`` builds a dozen IntEnums, ~3 ms), and does its IPv4 arithmetic on ints (``inet_pton`` and
+(``socket`` builds a dozen IntEnums, ~3 ms), and does its IPv4 arithmetic on ints (``dockyard.ipv4`` and
 ``int.from_bytes``) rather than with ``ipaddress`` (~1.3 ms, and ``re``): addresses may be given as
 ``ipaddress`` objects or as their text (``172.17.0.5/16``, ``172.17.0.1``), which is parsed exactly as
 strictly; anything unusual (a netmask instead of a prefix length) is handed to ``ipaddress``.
@@ -35,6 +35,8 @@ import _socket
 import errno
 import os
 from _struct import Struct, pack, unpack, unpack_from
+
+from dockyard import ipv4
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -75,24 +77,20 @@ _NFGENMSG = Struct("=BBH")  # family, version, res_id (big endian, 0 here)
 
 # ---- IPv4 addresses as ints (no ipaddress) --------------------------------------------------
 def ipv4_packed(address: object) -> bytes:
-    """``a.b.c.d`` (or an ``ipaddress.IPv4Address``) as 4 bytes; ValueError as ``ipaddress`` raises it.
-
-    glibc's ``inet_pton`` accepts exactly what ``ipaddress`` does (four decimal octets, no leading
-    zeros); on a refusal ``ipaddress`` is asked, for its error message.
-    """
+    """``a.b.c.d`` (or an ``ipaddress.IPv4Address``) as 4 bytes; ValueError as ``ipaddress`` raises it
+    (read by ``dockyard.ipv4``, with ipaddress's rules; on a refusal ``ipaddress`` is asked, for its message)."""
     text = str(address)
-    try:
-        return _socket.inet_pton(_socket.AF_INET, text)
-    except (OSError, ValueError):
-        pass
-    import ipaddress
+    n = ipv4.parse(text)
+    if n is not None:
+        return n.to_bytes(4, "big")
+    import ipaddress  # for its error message
 
     return ipaddress.IPv4Address(text).packed
 
 
 def ipv4_text(value: int) -> str:
     """``a.b.c.d`` of a 32-bit int."""
-    return _socket.inet_ntop(_socket.AF_INET, value.to_bytes(4, "big"))
+    return ipv4.text(value)
 
 
 def ipv4_interface(address: object) -> tuple[int, int]:
