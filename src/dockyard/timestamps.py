@@ -5,6 +5,11 @@ from __future__ import annotations
 import time
 
 
+def rfc3339_ns(ns: int) -> str:
+    """A ``time.time_ns()`` as Docker writes it, exactly (no float in between)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
+
+
 def rfc3339(ts: float) -> str:
     """A timestamp as Docker writes one: UTC with nanoseconds.
 

@@ -27,3 +27,11 @@ def test_agrees_with_datetime_on_whole_microseconds() -> None:
 ])
 def test_docker_format_with_nanoseconds(ts: float, text: str) -> None:
     assert rfc3339(ts) == text
+
+
+def test_integer_nanoseconds_are_written_exactly() -> None:
+    from dockyard.timestamps import rfc3339_ns
+
+    assert rfc3339_ns(0) == "1970-01-01T00:00:00.000000000Z"
+    assert rfc3339_ns(1_795_911_649_123_456_789) == "2026-11-29T00:20:49.123456789Z"
+    assert rfc3339_ns(59_999_999_999) == "1970-01-01T00:00:59.999999999Z"

@@ -27,6 +27,7 @@ import sys
 import time
 
 from dockyard.jsonc import dumps as json_dumps
+from dockyard.timestamps import rfc3339_ns
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -48,12 +49,6 @@ def frame(kind: int, payload: bytes) -> bytes:
 def parse_header(buf: bytes) -> tuple[int, int]:
     """(kind, payload length) of the frame at the start of ``buf`` (at least HEADER_SIZE bytes)."""
     return buf[0], int.from_bytes(buf[4:8], "big")
-
-
-def rfc3339_ns(ts: float) -> str:
-    t = time.gmtime(ts)
-    ns = int((ts % 1) * 1e9)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{ns:09d}Z"
 
 
 def _unlink(path: str) -> None:
@@ -94,14 +89,14 @@ class JsonLog:
     def write(self, stream: str, data: bytes) -> None:
         buf = self._partial[stream] + data
         *lines, rest = buf.split(b"\n")
-        now = time.time()
+        now = rfc3339_ns(time.time_ns())  # one stamp for the lines of one read
         out = []
         for line in lines:
             out.append(json_dumps({"log": line.decode("utf-8", "replace") + "\n", "stream": stream,
-                                   "time": rfc3339_ns(now)}).encode() + b"\n")
+                                   "time": now}).encode() + b"\n")
         if len(rest) > 16384:  # Docker splits long lines at 16K
             out.append(json_dumps({"log": rest.decode("utf-8", "replace"), "stream": stream,
-                                   "time": rfc3339_ns(now)}).encode() + b"\n")
+                                   "time": now}).encode() + b"\n")
             rest = b""
         self._partial[stream] = rest
         if out:
@@ -111,7 +106,7 @@ class JsonLog:
         for stream, rest in self._partial.items():
             if rest:
                 self._f.write(json_dumps({"log": rest.decode("utf-8", "replace"), "stream": stream,
-                                          "time": rfc3339_ns(time.time())}).encode() + b"\n")
+                                          "time": rfc3339_ns(time.time_ns())}).encode() + b"\n")
         self._f.close()
 
 

@@ -21,6 +21,7 @@ import time
 from ..errors import Conflict, ContainerNotFound, InvalidArgument
 from ..jsonc import dumps as json_dumps  # JSON without ``import json``: see dockyard.jsonc
 from ..jsonc import loads as json_loads
+from ..timestamps import rfc3339_ns
 
 OCI_VERSION = "1.1.0"
 STATE_FILE = "state.json"
@@ -100,8 +101,7 @@ class OCIState:
 
 
 def rfc3339_now() -> str:
-    ns = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + f".{ns % 1_000_000_000:09d}Z"
+    return rfc3339_ns(time.time_ns())
 
 
 def validate_id(container_id: str) -> None:
