@@ -31,6 +31,11 @@ CAP = b"\x01\x00\x00\x02" + b"\x00\x04\x00\x00" + b"\x00" * 12
 MAX_SPECIAL = 1 << 20
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mknod, chown, trusted.* xattrs)")
 needs_gnu_tar = pytest.mark.skipif(shutil.which("tar") is None, reason="needs GNU tar")
+# The oracle for damaged and hand-made headers is tarfile as the reader was checked against it (CPython
+# 3.11.7): earlier 3.11 releases (Debian 12 has 3.11.2) read some broken PAX headers and cut archives
+# differently. Well-formed archives read the same on every 3.11, and those tests run everywhere.
+oracle_tarfile = pytest.mark.skipif(sys.version_info < (3, 11, 7),
+                                    reason="tarfile before 3.11.7 reads damaged PAX headers differently")
 
 
 # ---- the writer as it was: tarfile under the same interface ----------------------------------------
@@ -760,6 +765,7 @@ HANDMADE["gnu-sparse-old-extended"] = _old_gnu_sparse_extended()
 HANDMADE["gnu-sparse-old-ext-cut"] = _old_gnu_sparse_extended()[:700]
 
 
+@oracle_tarfile
 @pytest.mark.parametrize("name", sorted(HANDMADE))
 def test_handmade_headers_read_like_tarfile(name: str) -> None:
     assert_same_reading(HANDMADE[name], name)
@@ -788,7 +794,8 @@ def test_handmade_outcomes_are_what_the_tests_mean() -> None:
     assert view["pax-hdrcharset-bad-utf8"][1][0] == "open"  # tarfile dies with UnicodeDecodeError
     assert view["pax-sparse-bad-map"][1][0] == "open"  # tarfile dies with ValueError
     assert view["pax-5000-digit-length"][1][0] == "open"  # tarfile dies with ValueError (int digit limit)
-    assert tarfile_view(HANDMADE["pax-5000-digit-length"])[1] == ("crash", "ValueError")
+    if sys.version_info >= (3, 11, 7):  # see oracle_tarfile
+        assert tarfile_view(HANDMADE["pax-5000-digit-length"])[1] == ("crash", "ValueError")
 
 
 def test_long_chain_of_long_names_does_not_exhaust_the_stack() -> None:
@@ -799,6 +806,7 @@ def test_long_chain_of_long_names_does_not_exhaust_the_stack() -> None:
     assert tarfile_view(chain + _file(b"f", b"") + END)[1] == ("crash", "RecursionError")
 
 
+@oracle_tarfile
 @pytest.mark.parametrize("type_", [b"L", b"K", b"x", b"g"])
 @pytest.mark.parametrize("lead", [0, 1])
 def test_negative_special_header_size_is_refused(type_: bytes, lead: int) -> None:
@@ -815,6 +823,7 @@ def test_negative_special_header_size_is_refused(type_: bytes, lead: int) -> Non
     assert ours[1][1] == f"negative size in a {type_!r} header"
 
 
+@oracle_tarfile
 def test_truncated_at_every_block_reads_like_tarfile() -> None:
     out = io.BytesIO()
     w = tarstream.TarWriter(out)
@@ -829,6 +838,7 @@ def test_truncated_at_every_block_reads_like_tarfile() -> None:
         assert_same_reading(data[:cut], f"cut at {cut}")
 
 
+@oracle_tarfile
 @needs_gnu_tar
 def test_damaged_archives_read_like_tarfile(tmp_path: Path) -> None:
     """Seeded mutations of varied archives: every field tarfile parses, with and without valid checksums."""
