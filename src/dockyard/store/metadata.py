@@ -66,6 +66,78 @@ def _import_sqlite() -> tuple[Any, Any]:
 
 Row, connect = _import_sqlite()
 
+# Pages the WAL may hold before a commit checkpoints it (SQLite's default is 1000). The WAL outlives the
+# connections (see _keep_wal), and whoever opens the database first rebuilds its index by reading it:
+# 128 pages (512 KiB) keep that read well under a millisecond.
+WAL_AUTOCHECKPOINT = 128
+_SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE = 1006  # sqlite3.h
+_sqlite_api: list[Any] = []  # [(sqlite3_db_config, sqlite3_db_filename, c_void_p)] once looked up
+
+
+def _sqlite_functions() -> Any:
+    """``sqlite3_db_config`` and ``sqlite3_db_filename`` of the SQLite that ``_sqlite3`` itself uses.
+
+    Looked up through the extension module's own handle, loaded already (``RTLD_NOLOAD``): a copy of
+    SQLite linked into it, or the shared library it needs -- never a second copy loaded here.
+    """
+    if not _sqlite_api:
+        import _ctypes as _ctypes_module
+        import _sqlite3
+
+        from dockyard.libc import ct
+
+        _ctypes: Any = _ctypes_module  # private API, untyped here (as in dockyard.libc)
+        t: Any = ct()
+        handle = _ctypes.dlopen(_sqlite3.__file__, 2 | 4)  # RTLD_NOW | RTLD_NOLOAD
+
+        class _Lib:
+            _handle = handle
+
+        class c_void_p(_ctypes._SimpleCData):
+            _type_ = "P"
+
+        class c_char_p(_ctypes._SimpleCData):
+            _type_ = "z"
+
+        class _Func(_ctypes.CFuncPtr):
+            _flags_ = _ctypes.FUNCFLAG_CDECL
+            _restype_ = t.c_int
+
+        db_config = _Func(("sqlite3_db_config", _Lib))
+        db_config.argtypes = (c_void_p, t.c_int, t.c_int, c_void_p)
+        db_filename = _Func(("sqlite3_db_filename", _Lib))
+        db_filename.argtypes = (c_void_p, c_char_p)
+        db_filename.restype = c_char_p
+        _sqlite_api.append((db_config, db_filename, c_void_p))
+    return _sqlite_api[0]
+
+
+def _keep_wal(conn: sqlite3.Connection, path: str) -> bool:
+    """Ask SQLite not to checkpoint and delete the WAL when ``conn`` closes (SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE).
+
+    Why: each ``dockyard run`` is two processes (the command and the container's monitor) that open,
+    commit to and close the database; the last to close checkpointed the WAL and deleted it, and the
+    next commit made a new one -- four fsyncs and two file creations on every run's critical path.
+    Now the WAL stays and is checkpointed by a commit once it holds ``WAL_AUTOCHECKPOINT`` pages. What is
+    committed is as safe as before: a kept WAL is exactly what a killed process leaves, and SQLite reads
+    it back on the next open.
+
+    Python 3.11 exposes no way to set this, so it is set through ctypes on the connection's ``sqlite3 *``:
+    the first field after the object header in CPython 3.11-3.13's ``pysqlite_Connection``. The pointer is
+    used only once ``sqlite3_db_filename`` has named this very database with it; anything unexpected and
+    the connection is left as SQLite made it (False).
+    """
+    if sys.implementation.name != "cpython" or not (3, 11) <= sys.version_info[:2] <= (3, 13):
+        return False
+    try:
+        db_config, db_filename, c_void_p = _sqlite_functions()
+        db = c_void_p.from_address(id(conn) + object.__basicsize__).value
+        if not db or db_filename(db, b"main") != os.fsencode(os.path.realpath(path)):
+            return False
+        return db_config(db, _SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, None) == 0
+    except (ImportError, AttributeError, OSError, TypeError, ValueError):
+        return False
+
 
 class ImageRecord(MutableRecord):
     """What the metadata database knows about one local image."""
@@ -238,16 +310,44 @@ class _Transaction:
 
 class MetadataDB:
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = path  # as given (a str from Engine): reopening passes it back
-        self.conn: sqlite3.Connection = connect(os.fspath(path), timeout=30.0, isolation_level=None,
-                                                check_same_thread=False)
-        self.conn.row_factory = Row
-        self.conn.execute("PRAGMA busy_timeout = 30000")
-        self.conn.execute("PRAGMA foreign_keys = ON")
-        self.conn.execute("PRAGMA synchronous = NORMAL")
+        self.path = path  # as given (a str from Engine)
+        self._conn: sqlite3.Connection | None = self._connect()
+        self._closed = False
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
         if version < len(MIGRATIONS):
             self._migrate()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection = connect(os.fspath(self.path), timeout=30.0, isolation_level=None,
+                                           check_same_thread=False)
+        conn.row_factory = Row
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        if _keep_wal(conn, os.fspath(self.path)):
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
+        return conn
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The connection, opened again on first use after ``release()``."""
+        conn = self._conn
+        if conn is None:
+            if self._closed:
+                from _sqlite3 import ProgrammingError
+
+                raise ProgrammingError("Cannot operate on a closed database.")
+            conn = self._conn = self._connect()
+        return conn
+
+    def release(self) -> None:
+        """Close the connection until the next use (before a fork: see ``ops.containers.start``).
+
+        Reopening only when needed keeps it off the path of a command that has nothing more to ask.
+        """
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def _migrate(self) -> None:
         # Switching to WAL takes an exclusive lock and SQLite answers "database is locked" at once,
@@ -278,7 +378,10 @@ class MetadataDB:
         return _Transaction(self.conn)
 
     def close(self) -> None:
-        self.conn.close()
+        self._closed = True
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     # ---- images ---------------------------------------------------------------------------
     def add_image(self, rec: ImageRecord, layers: list[tuple[str, str, str, int]],
