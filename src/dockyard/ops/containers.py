@@ -421,10 +421,12 @@ def _start_locked(eng: Engine, c: dict[str, Any], *, wait_attach: bool, lock_fd:
     if not (network_mode(c) in ("none", "host") and c["state"].get("network")):
         mcfg.on_created = on_created  # none/host: settled at create, see _write_bundle
     ready_r, ready_w = os.pipe()
+    if wait_attach:  # the caller attaches next (see below for why not after the fork)
+        import dockyard.runtime.attach  # noqa: F401
     # Never fork with a connection open: the child would inherit SQLite's per-process table of the
     # locks it believes it holds (POSIX locks themselves are not inherited), and its own connection
-    # would then skip taking them.
-    eng.db.close()
+    # would then skip taking them. The connection is opened again if the caller asks anything more.
+    eng.db.release()
     pid = os.fork()
     if pid == 0:  # the monitor
         os.close(ready_r)
@@ -476,9 +478,9 @@ def _start_locked(eng: Engine, c: dict[str, Any], *, wait_attach: bool, lock_fd:
 
         run_monitor(mcfg, rt, ready_w, on_started, on_exited)
     os.close(ready_w)
-    eng.db = type(eng.db)(eng.db.path)
-    if wait_attach:  # the caller attaches next: import that while the monitor creates the container
-        import dockyard.runtime.attach  # noqa: F401
+    # Block at once. Linux often starts a forked child on its parent's CPU, where it waits until the
+    # parent blocks (measured here: a parent busy for 2 ms after fork delays its child's first instruction by
+    # 2 ms, with the other CPU idle), so work done here would not overlap the monitor's but delay it.
     with os.fdopen(ready_r, "rb") as f:
         line = f.readline()
     try:
