@@ -765,9 +765,10 @@ HANDMADE["gnu-sparse-old-extended"] = _old_gnu_sparse_extended()
 HANDMADE["gnu-sparse-old-ext-cut"] = _old_gnu_sparse_extended()[:700]
 
 
-@oracle_tarfile
 @pytest.mark.parametrize("name", sorted(HANDMADE))
 def test_handmade_headers_read_like_tarfile(name: str) -> None:
+    if name.startswith("pax-") and sys.version_info < (3, 11, 7):
+        pytest.skip("tarfile before 3.11.7 reads damaged PAX headers differently")  # see oracle_tarfile
     assert_same_reading(HANDMADE[name], name)
 
 
