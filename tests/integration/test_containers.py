@@ -342,6 +342,25 @@ def test_cpus_and_memory_limits_reach_the_cgroup(cli: CLI, busybox_image: str) -
         assert (base / "cpu.max").read_text().split() == ["50000", "100000"]
 
 
+def test_cgroup_namespace_is_dockers_default_for_the_host(cli: CLI, busybox_image: str) -> None:
+    """docker's default-cgroupns-mode: the host's namespace on cgroup v1 (the container sees its own
+    /docker/<id>-like paths, here /dockyard/<id>), a private one on v2 (it sees ``0::/``). Either way
+    /sys/fs/cgroup shows the container's own cgroup, read-only, with its limits."""
+    out = cli("run", "--rm", "--name", "cgns", "-m", "48m", "busybox", "sh", "-c",
+              "cat /proc/self/cgroup; echo ---; cat /sys/fs/cgroup/memory/memory.limit_in_bytes "
+              "/sys/fs/cgroup/memory.max 2>/dev/null;"
+              "mkdir /sys/fs/cgroup/memory/x 2>&1 || mkdir /sys/fs/cgroup/x 2>&1 || true").stdout
+    lines, rest = out.split("---\n")
+    if Path("/sys/fs/cgroup/cgroup.controllers").exists():
+        assert lines == "0::/\n"
+    else:
+        paths = dict(line.split(":", 2)[1:] for line in lines.splitlines())
+        assert re.fullmatch(r"/dockyard/[0-9a-f]{64}", paths["memory"]), paths
+        assert len({v for k, v in paths.items() if k}) == 1  # every hierarchy: the same container cgroup
+    assert rest.splitlines()[0] == str(48 * 1024 * 1024)
+    assert "Read-only file system" in rest
+
+
 def test_exec_it_gives_a_terminal_and_the_exit_status(cli: CLI, busybox_image: str) -> None:
     cid = cli("run", "-d", "busybox", "sleep", "30").stdout.strip()
     code, out = run_in_pty([str(DOCKYARD_BIN), "exec", "-it", cid, "sh"],

@@ -301,6 +301,12 @@ def _write_bundle(eng: Engine, cid: str, cdir: str, image_config: dict[str, Any]
         extra.setdefault("namespace_paths", {})
         extra["namespace_paths"] = {**(extra["namespace_paths"] or {}),
                                     "network": f"/proc/{other['state']['pid']}/ns/net"}
+    if not opts.cgroupns:
+        # Docker's default-cgroupns-mode: "host" on a cgroup v1 host, "private" on v2. (On v1 it also
+        # lets the runtime make the cgroup while the namespaces are made, instead of before.)
+        from dockyard.runtime import cgroups
+
+        opts.cgroupns = "private" if cgroups.detect() == 2 else "host"
     spec = specmod.build_spec(
         image_config, opts, container_id=cid, rootfs=str(snap.rootfs),
         hostname_path=os.path.join(cdir, "hostname"), hosts_path=os.path.join(cdir, "hosts"),
