@@ -221,31 +221,35 @@ def run(name: str, argv: list[str]) -> int:
               RUN_FLAGS)
     from dockyard.ops import containers as ops
 
-    # The database stays open while attached: the monitor opens it meanwhile, so neither close is the
-    # last one before the container exits (the last close checkpoints the WAL, with fsyncs).
-    with engine() as eng:
-        try:
-            cid = _create(eng, a)
-            if a.detach:
+    # The monitor is forked first, before the database is opened: it loads the runtime while the
+    # container is created (see ops.containers.prefork_monitor).
+    pf = ops.prefork_monitor()
+    try:
+        with engine() as eng:
+            try:
+                cid = _create(eng, a)
+                if a.detach:
+                    try:
+                        ops.start(eng, cid, prefork=pf)
+                    except DockyardError:
+                        if a.rm:
+                            ops.remove(eng, ops.resolve(eng, cid), force=True)
+                        raise
+                    print(cid)
+                    return 0
                 try:
-                    ops.start(eng, cid)
+                    sock_path = ops.start(eng, cid, wait_attach=True, prefork=pf)
                 except DockyardError:
                     if a.rm:
                         ops.remove(eng, ops.resolve(eng, cid), force=True)
                     raise
-                print(cid)
-                return 0
-            try:
-                sock_path = ops.start(eng, cid, wait_attach=True)
-            except DockyardError:
-                if a.rm:
-                    ops.remove(eng, ops.resolve(eng, cid), force=True)
+            except DockyardError as e:
+                if e.exit_code == 1:
+                    e.exit_code = 125  # `docker run` itself failing
                 raise
-        except DockyardError as e:
-            if e.exit_code == 1:
-                e.exit_code = 125  # `docker run` itself failing
-            raise
-        return _attach_and_wait(sock_path, tty=a.tty, stdin=a.interactive)
+    finally:
+        pf.close()
+    return _attach_and_wait(sock_path, tty=a.tty, stdin=a.interactive)
 
 
 def _attach_and_wait(sock_path: Any, *, tty: bool, stdin: bool) -> int:

@@ -362,15 +362,17 @@ def _read_container_file(eng: Engine, image_id: str, rel: str) -> str | None:
 
 
 # ---- start ----------------------------------------------------------------------------------
-def start(eng: Engine, cid: str, *, wait_attach: bool = False) -> str:
+def start(eng: Engine, cid: str, *, wait_attach: bool = False, prefork: Prefork | None = None) -> str:
     """Mount the container's filesystem and fork its monitor; returns the attach socket path.
 
     Takes the full ID: the row is read under the container's lock, so a caller's copy would be stale.
+    ``prefork``: a monitor process forked earlier (``prefork_monitor``), handed this container instead
+    of forking one now.
 
     Raises the runtime's error (e.g. CommandNotFound, 127) if the container cannot be created.
     """
     with container_lock(container_path(eng, cid)) as lock_fd:
-        return _start_locked(eng, resolve(eng, cid), wait_attach=wait_attach, lock_fd=lock_fd)
+        return _start_locked(eng, resolve(eng, cid), wait_attach=wait_attach, lock_fd=lock_fd, prefork=prefork)
 
 
 def container_lock(cdir: str | os.PathLike[str]) -> FileLock:
@@ -378,35 +380,202 @@ def container_lock(cdir: str | os.PathLike[str]) -> FileLock:
     return FileLock(os.path.join(os.fspath(cdir), "lock"))
 
 
-def _start_locked(eng: Engine, c: dict[str, Any], *, wait_attach: bool, lock_fd: int) -> str:
-    from dockyard.runtime.monitor import MonitorConfig, run_monitor
+class Prefork:
+    """A monitor forked before its container exists, waiting for a job (see ``prefork_monitor``)."""
+
+    def __init__(self, pid: int, job_w: int, ready_r: int, cpus: set[int] | None) -> None:
+        self.pid = pid
+        self.job_w = job_w
+        self.ready_r = ready_r
+        self.cpus = cpus  # the affinity to give it back before it forks the container, if it was moved
+
+    def hand(self, job: dict[str, Any]) -> None:
+        """Send the job; raises OSError if the process is gone (the caller then forks a monitor itself)."""
+        data = jsonc.dumps(job).encode()
+        try:
+            if self.cpus is not None:
+                os.sched_setaffinity(self.pid, self.cpus)  # before the job: what it forks gets every CPU
+                self.cpus = None
+            while data:
+                data = data[os.write(self.job_w, data):]
+        finally:
+            os.close(self.job_w)
+            self.job_w = -1
+
+    def close(self) -> None:
+        """Unless handed a job: no job after all (the container could not be created), so the process
+        ends on EOF, and is reaped."""
+        if self.job_w >= 0:
+            os.close(self.job_w)
+            self.job_w = -1
+            os.close(self.ready_r)
+            try:
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                pass
+
+
+def prefork_monitor() -> Prefork:
+    """Fork the monitor now, before the container is created, to import and prepare meanwhile.
+
+    What ``run`` needs of the runtime (the monitor, the built-in runtime, cgroups, seccomp, ctypes, the
+    engine: ~4 ms of imports) is then loaded by this process while the command creates the container,
+    instead of after. That only helps on another CPU: Linux starts a child on its parent's CPU, where
+    one waits for the other (measured here: either may go first, for milliseconds, with the other CPU
+    idle). So with more than one CPU allowed, the child is moved off the parent's CPU -- by whichever of
+    the two runs first -- until it is handed its job, when it gets every CPU back (before it forks the
+    container). The parent must hold no database connection here (see ``_start_locked``).
+    """
+    away: set[int] | None = None
+    try:
+        allowed = os.sched_getaffinity(0)
+        if len(allowed) > 1:
+            with open("/proc/self/stat", "rb") as f:
+                here = int(f.read().rsplit(b")", 1)[1].split()[36])  # field 39: the CPU it runs on
+            if here in allowed:
+                away = allowed - {here}
+    except (OSError, ValueError, IndexError):
+        pass
+    job_r, job_w = os.pipe()
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            if away is not None:
+                os.sched_setaffinity(0, away)
+            os.close(job_w)
+            os.close(ready_r)
+            _prefork_child(job_r, ready_w)
+        except BaseException:
+            code = 125
+        os._exit(code)
+    if away is not None:
+        try:
+            os.sched_setaffinity(pid, away)
+        except OSError:
+            pass
+    os.close(job_r)
+    os.close(ready_w)
+    return Prefork(pid, job_w, ready_r, allowed if away is not None else None)
+
+
+def _prefork_child(job_r: int, ready_w: int) -> None:
+    # The command's Ctrl-C (same process group) must not kill it with a traceback: it ends on EOF.
+    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+    _signal.signal(_signal.SIGHUP, _signal.SIG_IGN)
+    # What the monitor uses (a monitor forked later inherits these from the command): the runtime, and
+    # the engine for its own database connection.
+    import dockyard.engine  # noqa: F401
+    import dockyard.runtime.monitor  # noqa: F401
+    from dockyard.runtime import builtin, process, rootfs, seccomp  # noqa: F401
+    from dockyard.store import snapshots  # noqa: F401
+
+    builtin.L._libc()  # the ctypes sliver
+    chunks = []
+    while chunk := os.read(job_r, 65536):
+        chunks.append(chunk)
+    os.close(job_r)
+    if not chunks:
+        return
+    _monitor_main(jsonc.loads(b"".join(chunks)), ready_w)
+
+
+def _start_locked(eng: Engine, c: dict[str, Any], *, wait_attach: bool, lock_fd: int,
+                  prefork: Prefork | None = None) -> str:
     from dockyard.store import snapshots
 
     c = refresh(eng, c)
     status = c["state"].get("status")
     if status in ("running", "paused"):
+        if prefork is not None:
+            prefork.close()
         return attach_socket(c["id"])
     cid = c["id"]
     cdir = container_path(eng, cid)
-    rt = runtime_for(eng, c["config"].get("runtime"))
+    chain = [eng.layers.diff_dir(x) for x in c["config"]["chain"]]
+    snap = snapshots.Snapshot(os.path.join(cdir, "fs"), chain, snapshots.default_driver())
+    snapshots.mount(snap)
+    from dockyard.ops.networks import network_mode
+
+    job = {
+        "id": cid, "root": eng.root_dir, "chain": chain, "driver": snap.driver, "runtime": c["config"].get("runtime"),
+        "auto_remove": bool(c["config"].get("auto_remove", False)), "attach_path": attach_socket(cid),
+        "tty": bool(c["config"].get("tty", False)), "open_stdin": bool(c["config"].get("open_stdin", False)),
+        "wait_attach": wait_attach,
+        # none/host: settled at create (see _write_bundle); otherwise plumbed once the init exists
+        "network": not (network_mode(c) in ("none", "host") and c["state"].get("network")),
+    }
+    if wait_attach:  # the caller attaches next (see below for why not after the fork)
+        import dockyard.runtime.attach  # noqa: F401
+    # Never fork with a connection open: the child would inherit SQLite's per-process table of the
+    # locks it believes it holds (POSIX locks themselves are not inherited), and its own connection
+    # would then skip taking them. The connection is opened again if the caller asks anything more.
+    eng.db.release()
+    pid = -1
+    if prefork is not None:
+        try:
+            prefork.hand(job)
+            pid, ready_r = prefork.pid, prefork.ready_r
+        except OSError:  # it died meanwhile: fork one now
+            os.close(prefork.ready_r)
+            try:
+                os.waitpid(prefork.pid, 0)
+            except ChildProcessError:
+                pass
+    if pid < 0:
+        ready_r, ready_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the monitor
+            os.close(ready_r)
+            os.close(lock_fd)  # the lock belongs to the starting command, not to the monitor
+            try:
+                _monitor_main(job, ready_w)
+            finally:
+                os._exit(125)
+        os.close(ready_w)
+    # Block at once. Linux often starts a forked child on its parent's CPU, where it waits until the
+    # parent blocks (measured here: a parent busy for 2 ms after fork delays its child's first instruction by
+    # 2 ms, with the other CPU idle), so work done here would not overlap the monitor's but delay it.
+    with os.fdopen(ready_r, "rb") as f:
+        line = f.readline()
+    try:
+        msg = jsonc.loads(line) if line else {"error": "the container monitor exited before starting the container"}
+    except ValueError:
+        msg = {"error": line.decode(errors="replace").strip()}
+    if "error" in msg:
+        os.waitpid(pid, 0)
+        try:
+            runtime_for(eng, c["config"].get("runtime")).delete(cid, force=True)
+        except Exception:
+            pass
+        snapshots.unmount(snap)
+        eng.db.update_container_state(cid, status="created" if status == "created" else "exited",
+                                      exit_code=msg.get("exit_code", 125), error=msg["error"])
+        _raise_runtime_error(msg)
+    return str(job["attach_path"])
+
+
+def _monitor_main(job: dict[str, Any], ready_w: int) -> None:
+    """The monitor's whole life, from the ``job`` that ``_start_locked`` made; ends the process."""
+    from dockyard.engine import Engine as _Engine
+    from dockyard.runtime.monitor import MonitorConfig, run_monitor
+    from dockyard.store import snapshots
+
+    cid, root, auto_remove = job["id"], job["root"], job["auto_remove"]
+    cdir = os.path.join(root, "containers", cid)  # container_path
+    rt = runtime_for(None, job["runtime"])  # type: ignore[arg-type]
     try:
         rt.delete(cid, force=True)  # a stopped runtime record from the last run
     except Exception:
         pass
-    chain = [eng.layers.diff_dir(x) for x in c["config"]["chain"]]
-    snap = snapshots.Snapshot(os.path.join(cdir, "fs"), chain, snapshots.default_driver())
-    snapshots.mount(snap)
+    snap = snapshots.Snapshot(os.path.join(cdir, "fs"), job["chain"], job["driver"])
     mcfg = MonitorConfig(
-        container_id=cid, bundle=cdir, log_path=os.path.join(cdir, f"{cid}-json.log"), attach_path=attach_socket(cid),
-        tty=c["config"].get("tty", False), open_stdin=c["config"].get("open_stdin", False),
-        stdin_once=c["config"].get("open_stdin", False), wait_attach=wait_attach,
+        container_id=cid, bundle=cdir, log_path=os.path.join(cdir, f"{cid}-json.log"), attach_path=job["attach_path"],
+        tty=job["tty"], open_stdin=job["open_stdin"], stdin_once=job["open_stdin"], wait_attach=job["wait_attach"],
     )
-    from dockyard.engine import Engine as _Engine
 
-    root = eng.root_dir
-    auto_remove = c["config"].get("auto_remove", False)
-
-    # The monitor's one Engine, opened after the fork and kept until the container is cleaned up:
+    # The monitor's one Engine, opened when first needed and kept until the container is cleaned up:
     # each open/close of the database could otherwise recreate and checkpoint its WAL (fsyncs).
     mon: list[Engine] = []
 
@@ -422,88 +591,54 @@ def _start_locked(eng: Engine, c: dict[str, Any], *, wait_attach: bool, lock_fd:
         settings = networks.attach(e, resolve(e, cid), init_pid)
         e.db.update_container_state(cid, network=settings)
 
-    from dockyard.ops.networks import network_mode
+    if job["network"]:
+        mcfg.on_created = on_created
 
-    if not (network_mode(c) in ("none", "host") and c["state"].get("network")):
-        mcfg.on_created = on_created  # none/host: settled at create, see _write_bundle
-    ready_r, ready_w = os.pipe()
-    if wait_attach:  # the caller attaches next (see below for why not after the fork)
-        import dockyard.runtime.attach  # noqa: F401
-    # Never fork with a connection open: the child would inherit SQLite's per-process table of the
-    # locks it believes it holds (POSIX locks themselves are not inherited), and its own connection
-    # would then skip taking them. The connection is opened again if the caller asks anything more.
-    eng.db.release()
-    pid = os.fork()
-    if pid == 0:  # the monitor
-        os.close(ready_r)
-        os.close(lock_fd)  # the lock belongs to the starting command, not to the monitor
+    def on_started(init_pid: int) -> None:
+        mon_engine().db.update_container_state(
+            cid, status="running", pid=init_pid, started_at=time.time(), exit_code=0, error="",
+            oom_killed=False, finished_at=None, monitor_pid=os.getpid(), monitor_start=proc_start(os.getpid()))
 
-        def on_started(init_pid: int) -> None:
-            mon_engine().db.update_container_state(
-                cid, status="running", pid=init_pid, started_at=time.time(), exit_code=0, error="",
-                oom_killed=False, finished_at=None, monitor_pid=os.getpid(), monitor_start=proc_start(os.getpid()))
+    def on_exited(code: int, oom: bool) -> Callable[[], None] | None:
+        e = mon_engine()
+        if auto_remove:
+            e.db.remove_container(cid)  # gone for `ps -a` before the CLI returns
+        else:
+            e.db.update_container_state(cid, status="exited", exit_code=code, pid=0,
+                                        finished_at=time.time(), oom_killed=oom)
 
-        def on_exited(code: int, oom: bool) -> Callable[[], None] | None:
-            e = mon_engine()
+        def cleanup() -> None:
+            try:
+                rt.delete(cid, force=True)
+            except Exception:
+                pass
+            try:
+                from dockyard.ops import networks
+
+                networks.detach(mon_engine(), cid, forget=auto_remove)
+            except Exception:
+                pass
+            snapshots.unmount(snap)
             if auto_remove:
-                e.db.remove_container(cid)  # gone for `ps -a` before the CLI returns
-            else:
-                e.db.update_container_state(cid, status="exited", exit_code=code, pid=0,
-                                            finished_at=time.time(), oom_killed=oom)
-
-            def cleanup() -> None:
                 try:
-                    rt.delete(cid, force=True)
-                except Exception:
+                    _remove_tree(cdir)
+                except OSError:
                     pass
-                try:
-                    from dockyard.ops import networks
 
-                    networks.detach(mon_engine(), cid, forget=auto_remove)
-                except Exception:
-                    pass
-                snapshots.unmount(snap)
-                if auto_remove:
-                    try:
-                        _remove_tree(cdir)
-                    except OSError:
-                        pass
+        def locked_cleanup() -> None:
+            with container_lock(cdir):  # a `start` right after us must not race the unmount
+                if not auto_remove and resolve(mon_engine(), cid)["state"].get("status") != "exited":
+                    return  # restarted meanwhile: its mount is in use
+                cleanup()
 
-            def locked_cleanup() -> None:
-                with container_lock(cdir):  # a `start` right after us must not race the unmount
-                    if not auto_remove and resolve(mon_engine(), cid)["state"].get("status") != "exited":
-                        return  # restarted meanwhile: its mount is in use
-                    cleanup()
+        def finish() -> None:
+            try:
+                (cleanup if auto_remove else locked_cleanup)()
+            finally:
+                mon_engine().close()
+        return finish
 
-            def finish() -> None:
-                try:
-                    (cleanup if auto_remove else locked_cleanup)()
-                finally:
-                    mon_engine().close()
-            return finish
-
-        run_monitor(mcfg, rt, ready_w, on_started, on_exited)
-    os.close(ready_w)
-    # Block at once. Linux often starts a forked child on its parent's CPU, where it waits until the
-    # parent blocks (measured here: a parent busy for 2 ms after fork delays its child's first instruction by
-    # 2 ms, with the other CPU idle), so work done here would not overlap the monitor's but delay it.
-    with os.fdopen(ready_r, "rb") as f:
-        line = f.readline()
-    try:
-        msg = jsonc.loads(line) if line else {"error": "the container monitor exited before starting the container"}
-    except ValueError:
-        msg = {"error": line.decode(errors="replace").strip()}
-    if "error" in msg:
-        os.waitpid(pid, 0)
-        try:
-            rt.delete(cid, force=True)
-        except Exception:
-            pass
-        snapshots.unmount(snap)
-        eng.db.update_container_state(cid, status="created" if status == "created" else "exited",
-                                      exit_code=msg.get("exit_code", 125), error=msg["error"])
-        _raise_runtime_error(msg)
-    return mcfg.attach_path
+    run_monitor(mcfg, rt, ready_w, on_started, on_exited)
 
 
 def _raise_runtime_error(msg: dict[str, Any]) -> None:
