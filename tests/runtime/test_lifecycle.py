@@ -119,6 +119,37 @@ def test_api_create_errors(rt, make_bundle) -> None:  # type: ignore[no-untyped-
     assert not [p for p in Path("/sys/fs/cgroup").glob("*/dockyard-test/*") if p.is_dir()]
 
 
+def test_api_direct_init_leaves_the_callers_pid_namespace_alone(rt, make_bundle) -> None:  # type: ignore[no-untyped-def]
+    """Without a user namespace or joined ones, the caller forks the init itself into the new pid namespace
+    (no intermediate): the init is pid 1 there and the caller's child, and the caller's own later
+    children are born in its own pid namespace again."""
+    bundle = make_bundle(["sh", "-c", "echo $$; read x"])
+    cid = new_id()
+    r, w = os.pipe()
+    out_r, out_w = os.pipe()
+    pid = rt.create(cid, bundle, stdio=(r, out_w, out_w))
+    os.close(r)
+    os.close(out_w)
+    try:
+        assert os.readlink("/proc/self/ns/pid_for_children") == os.readlink("/proc/self/ns/pid")
+        assert os.readlink(f"/proc/{pid}/ns/pid") != os.readlink("/proc/self/ns/pid")
+        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        assert ppid == os.getpid()
+        child = os.fork()
+        if child == 0:
+            os._exit(0 if os.readlink("/proc/self/ns/pid") == os.readlink(f"/proc/{os.getppid()}/ns/pid") else 1)
+        assert os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) == 0
+        rt.start(cid)
+        assert os.read(out_r, 100) == b"1\n"
+    finally:
+        os.write(w, b"\n")
+        os.close(w)
+        os.close(out_r)
+        assert wait_status(lambda: rt.state(cid).status, "stopped") == "stopped"
+        os.waitpid(pid, 0)
+        rt.delete(cid)
+
+
 def test_api_exit_status_through_subreaper(tmp_path: Path, make_bundle) -> None:  # type: ignore[no-untyped-def]
     """The init is re-parented to the nearest subreaper, which reaps it and sees its exit status."""
     from dockyard.runtime import linux as L
