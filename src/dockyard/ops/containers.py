@@ -472,13 +472,20 @@ def _prefork_child(job_r: int, ready_w: int) -> None:
     from dockyard.store import snapshots  # noqa: F401
 
     builtin.L._libc()  # the ctypes sliver
+    # And its database connection (~1 ms, more for whoever opens it first and reads the WAL back), which
+    # a monitor otherwise opens once the container runs. The container's processes never use it.
+    eng: Engine | None = None
+    try:
+        eng = dockyard.engine.Engine(dockyard.engine.default_root_dir())
+    except Exception:
+        pass
     chunks = []
     while chunk := os.read(job_r, 65536):
         chunks.append(chunk)
     os.close(job_r)
     if not chunks:
         return
-    _monitor_main(jsonc.loads(b"".join(chunks)), ready_w)
+    _monitor_main(jsonc.loads(b"".join(chunks)), ready_w, eng)
 
 
 def _start_locked(eng: Engine, c: dict[str, Any], *, wait_attach: bool, lock_fd: int,
@@ -556,8 +563,11 @@ def _start_locked(eng: Engine, c: dict[str, Any], *, wait_attach: bool, lock_fd:
     return str(job["attach_path"])
 
 
-def _monitor_main(job: dict[str, Any], ready_w: int) -> None:
-    """The monitor's whole life, from the ``job`` that ``_start_locked`` made; ends the process."""
+def _monitor_main(job: dict[str, Any], ready_w: int, eng: Engine | None = None) -> None:
+    """The monitor's whole life, from the ``job`` that ``_start_locked`` made; ends the process.
+
+    ``eng``: an Engine the monitor opened before it had the job, used if its root is the job's.
+    """
     from dockyard.engine import Engine as _Engine
     from dockyard.runtime.monitor import MonitorConfig, run_monitor
     from dockyard.store import snapshots
@@ -578,6 +588,11 @@ def _monitor_main(job: dict[str, Any], ready_w: int) -> None:
     # The monitor's one Engine, opened when first needed and kept until the container is cleaned up:
     # each open/close of the database could otherwise recreate and checkpoint its WAL (fsyncs).
     mon: list[Engine] = []
+    if eng is not None:
+        if eng.root_dir == root:
+            mon.append(eng)
+        else:
+            eng.close()
 
     def mon_engine() -> Engine:
         if not mon:
