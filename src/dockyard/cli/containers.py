@@ -9,7 +9,6 @@ import time
 from dockyard import jsonc
 from dockyard.cli import common, quickargs
 from dockyard.cli.common import engine, print_json, report
-from dockyard.cli.format import ago, human_duration, short_id, table
 from dockyard.cli.quickargs import APPEND, ONE, REST, SOME, STORE, STORE_TRUE
 from dockyard.errors import DockyardError, InvalidArgument
 
@@ -301,6 +300,8 @@ def start(name: str, argv: list[str]) -> int:
 
 
 def _status_text(c: dict[str, Any], now: float) -> str:
+    from dockyard.cli.format import ago, human_duration  # not at import: `run` never formats (math, ~0.3 ms)
+
     st = c["state"]
     s = st.get("status")
     if s == "running":
@@ -339,6 +340,7 @@ def _command_text(c: dict[str, Any], no_trunc: bool) -> str:
 
 def ps(name: str, argv: list[str]) -> int:
     a = _args(name, argv, "[OPTIONS]", "List containers", PS_FLAGS)
+    from dockyard.cli.format import ago, table
     from dockyard.ops import containers as ops
 
     filters: dict[str, list[str]] = {}
@@ -756,6 +758,8 @@ def top(name: str, argv: list[str]) -> int:
             rows.append([_user_name(uid), str(pid), st.get("PPid", "").strip(), cmd or st.get("Name", "").strip()])
         except OSError:
             continue
+    from dockyard.cli.format import table
+
     print(table(["UID", "PID", "PPID", "CMD"], rows))
     return 0
 
@@ -835,4 +839,6 @@ def cp(name: str, argv: list[str]) -> int:
 
 
 def _short(x: str) -> str:
+    from dockyard.cli.format import short_id
+
     return short_id(x)
