@@ -419,22 +419,15 @@ def prefork_monitor() -> Prefork:
 
     What ``run`` needs of the runtime (the monitor, the built-in runtime, cgroups, seccomp, ctypes, the
     engine: ~4 ms of imports) is then loaded by this process while the command creates the container,
-    instead of after. That only helps on another CPU: Linux starts a child on its parent's CPU, where
-    one waits for the other (measured here: either may go first, for milliseconds, with the other CPU
-    idle). So with more than one CPU allowed, the child is moved off the parent's CPU -- by whichever of
-    the two runs first -- until it is handed its job, when it gets every CPU back (before it forks the
-    container). The parent must hold no database connection here (see ``_start_locked``).
+    instead of after. That only helps on another CPU (see ``dockyard.cpus``; either of the two may go
+    first), so with more than one CPU allowed, the child is moved off the parent's CPU -- by whichever
+    of the two runs first -- until it is handed its job, when it gets every CPU back (before it forks
+    the container). The parent must hold no database connection here (see ``_start_locked``).
     """
-    away: set[int] | None = None
-    try:
-        allowed = os.sched_getaffinity(0)
-        if len(allowed) > 1:
-            with open("/proc/self/stat", "rb") as f:
-                here = int(f.read().rsplit(b")", 1)[1].split()[36])  # field 39: the CPU it runs on
-            if here in allowed:
-                away = allowed - {here}
-    except (OSError, ValueError, IndexError):
-        pass
+    from dockyard.cpus import elsewhere
+
+    cpus = elsewhere()
+    away = cpus[1] if cpus is not None else None
     job_r, job_w = os.pipe()
     ready_r, ready_w = os.pipe()
     pid = os.fork()
@@ -456,7 +449,7 @@ def prefork_monitor() -> Prefork:
             pass
     os.close(job_r)
     os.close(ready_w)
-    return Prefork(pid, job_w, ready_r, allowed if away is not None else None)
+    return Prefork(pid, job_w, ready_r, cpus[0] if cpus is not None else None)
 
 
 def _prefork_child(job_r: int, ready_w: int) -> None:

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import os
 
+from ..cpus import elsewhere
 from ..errors import (
     CommandNotExecutable,
     CommandNotFound,
@@ -335,6 +336,8 @@ class _Child:
         self.wait_child = bool(kw.get("wait_child"))
         #: the caller makes the cgroup after the fork and says "cgroup" when the intermediate may join it
         self.late_cgroup = bool(kw.get("late_cgroup"))
+        #: every CPU the caller may use, to take back on "cgroup" when the caller moved us off its own
+        self.cpus: set[int] | None = kw.get("cpus")  # type: ignore[assignment]
         #: the init's exec.fifo write ends: close-on-exec, even inside the --preserve-fds range
         self.own_fds: set[int] = set()
 
@@ -429,6 +432,8 @@ class _Child:
             reply = _Channel(self.p2c).recv()
             if reply is None or reply[0] != "cgroup":
                 os._exit(1)  # the caller failed to set the cgroup up, and reports it
+            if self.cpus is not None:
+                os.sched_setaffinity(0, self.cpus)
             self.cg.join(0)  # "0", not our pid from the caller: see Cgroup.join
         if rest & L.CLONE_NEWTIME:
             self._time_offsets()
@@ -847,16 +852,24 @@ class BuiltinRuntime:
         fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
         c2p_r, c2p_w = os.pipe2(os.O_CLOEXEC)
         p2c_r, p2c_w = os.pipe2(os.O_CLOEXEC)
+        direct = bool(new_flags & L.CLONE_NEWPID) and not new_flags & (L.CLONE_NEWUSER | L.CLONE_NEWTIME) and not joins
+        # The init makes its namespaces while we make its cgroup, on another CPU (see dockyard.cpus),
+        # until "cgroup": then it takes every CPU back, before it joins the cgroup.
+        cpus = elsewhere() if direct and late_cgroup else None
         child = _Child(config=cfg, process=proc, bundle=bundle, rootfs=rootfs, cg=cg, seccomp=seccomp,
                        new_flags=new_flags, joins=joins, types=types, c2p=c2p_w, p2c=p2c_r, stdio=stdio,
                        console_fd=console_fd, no_pivot=no_pivot, fifo_fd=fifo_fd, sync_hooks=sync_hooks,
                        keyring="" if no_new_keyring else f"_ses.{id}", preserve_fds=preserve_fds,
-                       late_cgroup=late_cgroup)  # fmt: skip
-        direct = bool(new_flags & L.CLONE_NEWPID) and not new_flags & (L.CLONE_NEWUSER | L.CLONE_NEWTIME) and not joins
+                       late_cgroup=late_cgroup, cpus=cpus[0] if cpus is not None else None)  # fmt: skip
         try:
             if direct:
                 a_pid = _fork_direct(child, c2p_r, p2c_w)  # the init itself
                 ctx["init_pid"], ctx["direct"] = a_pid, True
+                if cpus is not None:
+                    try:
+                        os.sched_setaffinity(a_pid, cpus[1])
+                    except OSError:
+                        pass
             else:
                 a_pid = _fork_intermediate(child, c2p_r, p2c_w, is_exec=False)
                 ctx["a_pid"] = a_pid
