@@ -48,7 +48,7 @@ def test_run_prints_output_and_exits_with_the_containers_status(cli: CLI, busybo
 ])
 def test_run_failures_use_dockers_exit_statuses(cli: CLI, busybox_image: str, args: list[str], code: int,
                                                  words: str, root: Path) -> None:
-    r = cli("run", "--rm", *args, check=False)
+    r = cli("run", "--rm", "--name", "failing-run", *args, check=False)
     assert r.returncode == code, r
     assert words in r.stderr, r.stderr
     if args[0] == "nosuch/image:1":  # as Docker: "Unable to find image ... locally", then why the pull failed
@@ -58,6 +58,22 @@ def test_run_failures_use_dockers_exit_statuses(cli: CLI, busybox_image: str, ar
         assert_one_line_error(r)
     assert cli("ps", "-aq").stdout.strip() == ""
     assert mounts_under(root) == []
+    # Nor a monitor: `run` forks it before it creates the container; it must not outlive a failure.
+    deadline = time.monotonic() + 2
+    while _processes_with_arg("failing-run") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _processes_with_arg("failing-run") == []
+
+
+def _processes_with_arg(arg: str) -> list[int]:
+    found = []
+    for d in os.listdir("/proc"):
+        try:
+            if d.isdigit() and arg.encode() in Path(f"/proc/{d}/cmdline").read_bytes().split(b"\0"):
+                found.append(int(d))
+        except OSError:
+            pass
+    return found
 
 
 def test_detached_container_ps_logs_stop_rm(cli: CLI, busybox_image: str, root: Path) -> None:
