@@ -247,7 +247,8 @@ def run(name: str, argv: list[str]) -> int:
                     e.exit_code = 125  # `docker run` itself failing
                 raise
     finally:
-        pf.close()
+        if pf is not None:
+            pf.close()
     return _attach_and_wait(sock_path, tty=a.tty, stdin=a.interactive)
 
 

@@ -414,7 +414,7 @@ class Prefork:
                 pass
 
 
-def prefork_monitor() -> Prefork:
+def prefork_monitor() -> Prefork | None:
     """Fork the monitor now, before the container is created, to import and prepare meanwhile.
 
     What ``run`` needs of the runtime (the monitor, the built-in runtime, cgroups, seccomp, ctypes, the
@@ -423,6 +423,7 @@ def prefork_monitor() -> Prefork:
     first), so with more than one CPU allowed, the child is moved off the parent's CPU -- by whichever
     of the two runs first -- until it is handed its job, when it gets every CPU back (before it forks
     the container). The parent must hold no database connection here (see ``_start_locked``).
+    None if it cannot fork now: ``start`` then forks the monitor itself, and reports any failure.
     """
     from dockyard.cpus import elsewhere
 
@@ -430,7 +431,12 @@ def prefork_monitor() -> Prefork:
     away = cpus[1] if cpus is not None else None
     job_r, job_w = os.pipe()
     ready_r, ready_w = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        for fd in (job_r, job_w, ready_r, ready_w):
+            os.close(fd)
+        return None
     if pid == 0:
         code = 0
         try:
