@@ -54,7 +54,8 @@ def attach_socket(cid: str) -> str:
     return os.path.join(d, f"{cid}.attach")
 
 
-def runtime_for(eng: Engine, name: str | None = None) -> Any:
+def runtime_for(name: str | None = None) -> Any:
+    """The runtime a container was made with (its config's "runtime"), or the configured default."""
     name = name or os.environ.get("DOCKYARD_RUNTIME", "builtin")
     if name in ("builtin", "dockyard"):
         from dockyard.runtime.builtin import BuiltinRuntime
@@ -127,7 +128,7 @@ def refresh(eng: Engine, c: dict[str, Any]) -> dict[str, Any]:
     if st.get("status") in ("running", "paused", "restarting") and not monitor_alive(st):
         # The monitor died (killed, or the machine rebooted): the container cannot be relied on.
         try:
-            runtime_for(eng, c["config"].get("runtime")).delete(c["id"], force=True)
+            runtime_for(c["config"].get("runtime")).delete(c["id"], force=True)
         except Exception:
             pass
         _unmount(eng, c)
@@ -551,7 +552,7 @@ def _start_locked(eng: Engine, c: dict[str, Any], *, wait_attach: bool, lock_fd:
     if "error" in msg:
         os.waitpid(pid, 0)
         try:
-            runtime_for(eng, c["config"].get("runtime")).delete(cid, force=True)
+            runtime_for(c["config"].get("runtime")).delete(cid, force=True)
         except Exception:
             pass
         snapshots.unmount(snap)
@@ -572,7 +573,7 @@ def _monitor_main(job: dict[str, Any], ready_w: int, eng: Engine | None = None) 
 
     cid, root, auto_remove = job["id"], job["root"], job["auto_remove"]
     cdir = os.path.join(root, "containers", cid)  # container_path
-    rt = runtime_for(None, job["runtime"])  # type: ignore[arg-type]
+    rt = runtime_for(job["runtime"])
     try:
         rt.delete(cid, force=True)  # a stopped runtime record from the last run
     except Exception:
@@ -684,7 +685,7 @@ def kill(eng: Engine, c: dict[str, Any], sig: str | int = "KILL") -> None:
     if c["state"].get("status") not in ("running", "paused"):
         raise Conflict(f"Cannot kill container: {c['name']}: container {c['id'][:12]} is not running")
     num = _signal_number(sig)
-    rt = runtime_for(eng, c["config"].get("runtime"))
+    rt = runtime_for(c["config"].get("runtime"))
     try:
         rt.kill(c["id"], num, all=num == _signal.SIGKILL)
     except Exception:
@@ -759,14 +760,14 @@ def pause(eng: Engine, c: dict[str, Any]) -> None:
     c = refresh(eng, c)
     if c["state"].get("status") != "running":
         raise Conflict(f"Container {c['id'][:12]} is not running")
-    runtime_for(eng, c["config"].get("runtime")).pause(c["id"])
+    runtime_for(c["config"].get("runtime")).pause(c["id"])
     eng.db.update_container_state(c["id"], status="paused")
 
 
 def unpause(eng: Engine, c: dict[str, Any]) -> None:
     if c["state"].get("status") != "paused":
         raise Conflict(f"Container {c['id'][:12]} is not paused")
-    runtime_for(eng, c["config"].get("runtime")).resume(c["id"])
+    runtime_for(c["config"].get("runtime")).resume(c["id"])
     eng.db.update_container_state(c["id"], status="running")
 
 
@@ -788,7 +789,7 @@ def remove(eng: Engine, c: dict[str, Any], *, force: bool = False, remove_volume
         except TimeoutError:
             pass
     try:
-        runtime_for(eng, c["config"].get("runtime")).delete(c["id"], force=True)
+        runtime_for(c["config"].get("runtime")).delete(c["id"], force=True)
     except Exception:
         pass
     from dockyard.ops import networks

@@ -63,7 +63,7 @@ def exec_in(eng: Engine, name: str, cmd: list[str], *, tty: bool = False, intera
 
         caps = ["CAP_" + n for n in CAPABILITY_NAMES]
         process["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}
-    rt = ops.runtime_for(eng, c["config"].get("runtime"))
+    rt = ops.runtime_for(c["config"].get("runtime"))
     from dockyard.libc import libc
 
     libc().prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: the process is reparented to us
