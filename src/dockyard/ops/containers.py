@@ -505,7 +505,8 @@ def _start_locked(eng: Engine, c: dict[str, Any], *, wait_attach: bool, lock_fd:
     from dockyard.ops.networks import network_mode
 
     job = {
-        "id": cid, "root": eng.root_dir, "chain": chain, "driver": snap.driver, "runtime": c["config"].get("runtime"),
+        "id": cid, "root": eng.root_dir, "dir": cdir, "chain": chain, "driver": snap.driver,
+        "runtime": c["config"].get("runtime"),
         "auto_remove": bool(c["config"].get("auto_remove", False)), "attach_path": attach_socket(cid),
         "tty": bool(c["config"].get("tty", False)), "open_stdin": bool(c["config"].get("open_stdin", False)),
         "wait_attach": wait_attach,
@@ -571,8 +572,7 @@ def _monitor_main(job: dict[str, Any], ready_w: int, eng: Engine | None = None) 
     from dockyard.runtime.monitor import MonitorConfig, run_monitor
     from dockyard.store import snapshots
 
-    cid, root, auto_remove = job["id"], job["root"], job["auto_remove"]
-    cdir = os.path.join(root, "containers", cid)  # container_path
+    cid, root, cdir, auto_remove = job["id"], job["root"], job["dir"], job["auto_remove"]
     rt = runtime_for(job["runtime"])
     try:
         rt.delete(cid, force=True)  # a stopped runtime record from the last run

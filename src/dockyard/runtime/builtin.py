@@ -762,10 +762,11 @@ class BuiltinRuntime:
                 os.kill(init_pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            # Not our child: poll until it is gone, or its cgroup cannot be removed yet.
+            # Our child only when forked directly (reap it); otherwise poll until it is gone, or its
+            # cgroup cannot be removed yet.
             import time
 
-            if ctx.get("direct"):  # our own child
+            if ctx.get("direct"):
                 try:
                     os.waitpid(init_pid, 0)
                 except ChildProcessError:
