@@ -347,13 +347,11 @@ def test_attach_to_a_running_container_sees_its_output(cli: CLI, busybox_image: 
 def test_containers_and_their_monitor_may_use_every_cpu(cli: CLI, busybox_image: str) -> None:
     """`run` forks its monitor early and keeps it off the command's CPU meanwhile (ops.containers.
     prefork_monitor): neither the container nor the monitor may keep that narrower affinity."""
-    import json as _json
-
     allowed = os.sched_getaffinity(0)
     out = cli("run", "--rm", "busybox", "grep", "Cpus_allowed_list", "/proc/self/status").stdout
     assert _cpu_list(out.split(":")[1].strip()) == allowed
     cid = cli("run", "-d", "busybox", "sleep", "30").stdout.strip()
-    state = _json.loads(cli("inspect", cid).stdout)[0]["State"]
+    state = json.loads(cli("inspect", cid).stdout)[0]["State"]
     assert os.sched_getaffinity(state["Pid"]) == allowed
     monitor = int(Path(f"/proc/{state['Pid']}/stat").read_text().rsplit(")", 1)[1].split()[1])  # its parent
     assert os.sched_getaffinity(monitor) == allowed

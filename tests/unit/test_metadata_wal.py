@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from dockyard.store import metadata
 from dockyard.store.metadata import MetadataDB
 
@@ -77,8 +79,6 @@ def test_only_the_database_named_is_touched(tmp_path: Path) -> None:
 
 def test_release_reopens_on_next_use_and_close_is_final(tmp_path: Path) -> None:
     """``release()`` (before a fork) closes the connection until something asks again; ``close()`` ends it."""
-    import pytest
-
     db = MetadataDB(str(tmp_path / "dockyard.db"))
     _add(db, "a" * 64)
     first = db.conn
