@@ -379,9 +379,7 @@ class MetadataDB:
 
     def close(self) -> None:
         self._closed = True
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self.release()
 
     # ---- images ---------------------------------------------------------------------------
     def add_image(self, rec: ImageRecord, layers: list[tuple[str, str, str, int]],
